@@ -1,0 +1,229 @@
+#include "broker/checkpoint_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "broker/log_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+#include "spdlog/spdlog.h"
+
+namespace runnel::broker {
+namespace {
+
+namespace fs = std::filesystem;
+using google::protobuf::util::TimeUtil;
+
+constexpr char kPutEntry = 'P';
+constexpr char kDeleteEntry = 'D';
+
+std::string Key(const std::string& consumer, const std::string& stream, const std::string& shard) {
+  return absl::StrCat(consumer, std::string(1, '\0'), stream, std::string(1, '\0'), shard);
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
+}
+
+// One log entry: the frame's key is the entry kind, its data the serialized checkpoint.
+std::string EncodeEntry(uint64_t sequence, char kind, const v1::Checkpoint& checkpoint) {
+  std::string frame;
+  AppendFrame(&frame, sequence, 0, std::string_view(&kind, 1), checkpoint.SerializeAsString());
+  return frame;
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(std::string directory, int fd)
+    : directory_(std::move(directory)),
+      path_((fs::path(directory_) / "checkpoints.log").string()),
+      fd_(fd) {}
+
+CheckpointStore::~CheckpointStore() {
+  absl::MutexLock lock(&mu_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
+    const std::string& directory) {
+  std::error_code ec;
+  fs::create_directories(directory, ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", directory, ": ", ec.message()));
+  const std::string path = (fs::path(directory) / "checkpoints.log").string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, "open", path);
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(directory, fd));
+  RETURN_IF_ERROR(store->Replay());
+  return store;
+}
+
+absl::Status CheckpointStore::Replay() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path_));
+  size_t position = 0;
+  while (position < contents.size()) {
+    RecordView record;
+    size_t frame_size;
+    if (DecodeFrame(std::string_view(contents).substr(position), &record, &frame_size) !=
+            FrameStatus::kOk ||
+        record.partition_key.size() != 1) {
+      break;
+    }
+    v1::Checkpoint checkpoint;
+    if (!checkpoint.ParseFromArray(record.data.data(), static_cast<int>(record.data.size()))) {
+      break;
+    }
+    const std::string key =
+        Key(checkpoint.consumer_name(), checkpoint.stream_name(), checkpoint.shard_id());
+    if (record.partition_key[0] == kDeleteEntry) {
+      checkpoints_.erase(key);
+    } else {
+      checkpoints_[key] = std::move(checkpoint);
+    }
+    next_sequence_ = record.offset + 1;
+    ++entries_in_file_;
+    position += frame_size;
+  }
+  if (position < contents.size()) {
+    // Only the last write can be torn, and it was never acknowledged.
+    spdlog::warn("checkpoints: cutting a torn tail of {} bytes from {}", contents.size() - position,
+                 path_);
+    if (::ftruncate(fd_, static_cast<off_t>(position)) != 0 || ::fdatasync(fd_) != 0) {
+      return ErrnoStatus(errno, "truncate", path_);
+    }
+  }
+  file_size_ = position;
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointStore::AppendEntry(bool is_delete, const v1::Checkpoint& checkpoint) {
+  std::string frame = EncodeEntry(next_sequence_, is_delete ? kDeleteEntry : kPutEntry, checkpoint);
+  absl::Status status = WriteAll(fd_, frame.data(), frame.size(), path_);
+  if (status.ok() && ::fdatasync(fd_) != 0) status = ErrnoStatus(errno, "fdatasync", path_);
+  if (!status.ok()) {
+    // Keep the file ending on a whole entry, so the next write is readable after a restart.
+    if (::ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
+      spdlog::error("checkpoints: cannot cut back {} after a failed write", path_);
+    }
+    ::lseek(fd_, static_cast<off_t>(file_size_), SEEK_SET);
+    return status;
+  }
+  ++next_sequence_;
+  ++entries_in_file_;
+  file_size_ += frame.size();
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointStore::MaybeCompact() {
+  if (entries_in_file_ < 4096 || entries_in_file_ < 4 * checkpoints_.size()) {
+    return absl::OkStatus();
+  }
+  std::string contents;
+  uint64_t sequence = 1;
+  for (const auto& [key, checkpoint] : checkpoints_) {
+    contents += EncodeEntry(sequence++, kPutEntry, checkpoint);
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(path_, contents));
+  int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open", path_);
+  ::lseek(fd, 0, SEEK_END);
+  ::close(fd_);
+  fd_ = fd;
+  file_size_ = contents.size();
+  entries_in_file_ = checkpoints_.size();
+  next_sequence_ = sequence;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& consumer,
+                                                    const std::string& stream,
+                                                    const std::string& shard_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = checkpoints_.find(Key(consumer, stream, shard_id));
+  if (it == checkpoints_.end()) {
+    return absl::NotFoundError(absl::StrCat("ResourceNotFoundException: consumer '", consumer,
+                                            "' has no checkpoint for ", stream, "/", shard_id));
+  }
+  return it->second;
+}
+
+std::vector<v1::Checkpoint> CheckpointStore::List(const std::string& consumer,
+                                                  const std::string& stream) const {
+  std::vector<v1::Checkpoint> out;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, checkpoint] : checkpoints_) {
+      if (checkpoint.stream_name() == stream &&
+          (consumer.empty() || checkpoint.consumer_name() == consumer)) {
+        out.push_back(checkpoint);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const v1::Checkpoint& a, const v1::Checkpoint& b) {
+    return std::tie(a.consumer_name(), a.shard_id()) < std::tie(b.consumer_name(), b.shard_id());
+  });
+  return out;
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointRequest& request,
+                                                    absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  const std::string key = Key(request.consumer_name(), request.stream_name(), request.shard_id());
+  v1::Checkpoint checkpoint;
+  if (auto it = checkpoints_.find(key); it != checkpoints_.end()) checkpoint = it->second;
+  checkpoint.set_consumer_name(request.consumer_name());
+  checkpoint.set_stream_name(request.stream_name());
+  checkpoint.set_shard_id(request.shard_id());
+  if (!request.lease_owner().empty()) {
+    const absl::Time expiry =
+        absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(checkpoint.lease_expiry()));
+    if (!checkpoint.lease_owner().empty() && checkpoint.lease_owner() != request.lease_owner() &&
+        expiry > now) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "LeaseHeldException: the checkpoint of consumer '", request.consumer_name(), "' on ",
+          request.stream_name(), "/", request.shard_id(), " is leased by '",
+          checkpoint.lease_owner(), "' until ", absl::FormatTime(expiry, absl::UTCTimeZone())));
+    }
+    absl::Duration duration = absl::Seconds(request.lease_duration().seconds()) +
+                              absl::Nanoseconds(request.lease_duration().nanos());
+    if (duration <= absl::ZeroDuration()) duration = absl::Seconds(30);
+    checkpoint.set_lease_owner(request.lease_owner());
+    *checkpoint.mutable_lease_expiry() = ToProto(now + duration);
+  }
+  if (!request.sequence_number().empty()) {
+    checkpoint.set_sequence_number(request.sequence_number());
+  }
+  *checkpoint.mutable_update_time() = ToProto(now);
+  RETURN_IF_ERROR(AppendEntry(false, checkpoint));
+  checkpoints_[key] = checkpoint;
+  // Compact only once memory matches the file: compaction writes what memory holds.
+  RETURN_IF_ERROR(MaybeCompact());
+  return checkpoint;
+}
+
+absl::StatusOr<int> CheckpointStore::Delete(const std::string& consumer, const std::string& stream,
+                                            const std::string& shard_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> doomed;
+  for (const auto& [key, checkpoint] : checkpoints_) {
+    if (checkpoint.stream_name() == stream &&
+        (consumer.empty() || checkpoint.consumer_name() == consumer) &&
+        (shard_id.empty() || checkpoint.shard_id() == shard_id)) {
+      doomed.push_back(key);
+    }
+  }
+  for (const std::string& key : doomed) {
+    RETURN_IF_ERROR(AppendEntry(true, checkpoints_[key]));
+    checkpoints_.erase(key);
+  }
+  RETURN_IF_ERROR(MaybeCompact());
+  return static_cast<int>(doomed.size());
+}
+
+}  // namespace runnel::broker

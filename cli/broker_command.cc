@@ -1,0 +1,139 @@
+// `runnel broker`: runs the stream broker until SIGINT or SIGTERM.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "broker/broker.h"
+#include "broker/server.h"
+#include "cli/commands.h"
+#include "common/file_util.h"
+#include "spdlog/spdlog.h"
+
+namespace runnel::cli {
+namespace {
+
+struct BrokerCommandOptions {
+  std::string listen = "127.0.0.1:4567";
+  std::string data_dir = "./runnel-data";
+  std::string fsync = "always";
+  std::string fsync_interval = "1s";
+  bool throughput_limits = false;
+  int segment_mib = 64;
+  std::string ready_file;
+  std::string region = "us-east-1";
+  std::string account_id = "000000000000";
+};
+
+absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
+  broker::BrokerOptions out;
+  out.data_dir = in.data_dir;
+  out.default_fsync = in.fsync == "interval" ? v1::FSYNC_INTERVAL
+                      : in.fsync == "never"  ? v1::FSYNC_NEVER
+                                             : v1::FSYNC_ALWAYS;
+  if (!absl::ParseDuration(in.fsync_interval, &out.fsync_interval) ||
+      out.fsync_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--fsync-interval: '", in.fsync_interval, "' is not a positive duration like 1s or 200ms"));
+  }
+  out.enforce_throughput_limits = in.throughput_limits;
+  out.segment_bytes = static_cast<uint64_t>(in.segment_mib) << 20;
+  out.region = in.region;
+  out.account_id = in.account_id;
+  return out;
+}
+
+// Blocks SIGINT and SIGTERM in this thread and every thread it starts, so sigwait() below is
+// the one place they are handled.
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int RunBroker(const BrokerCommandOptions& options) {
+  auto broker_options = ToBrokerOptions(options);
+  if (!broker_options.ok()) {
+    PrintError(std::string(broker_options.status().message()));
+    return kExitUsage;
+  }
+  sigset_t signals = BlockShutdownSignals();
+  auto broker = broker::Broker::Open(*broker_options);
+  if (!broker.ok()) {
+    PrintError(std::string(broker.status().message()));
+    return kExitError;
+  }
+  broker::ServerOptions server_options;
+  server_options.listen = options.listen;
+  auto server = broker::BrokerServer::Start(broker->get(), server_options);
+  if (!server.ok()) {
+    PrintError(std::string(server.status().message()));
+    return kExitError;
+  }
+  spdlog::info("runnel broker listening on {} (data directory {}, fsync {})", (*server)->address(),
+               options.data_dir, options.fsync);
+  if (!options.ready_file.empty()) {
+    if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
+        !status.ok()) {
+      PrintError(std::string(status.message()));
+      return kExitError;
+    }
+  }
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}, shutting down", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  // A second signal while we drain ends the process at once.
+  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
+  (*server)->Shutdown(absl::Seconds(2));
+  server->reset();
+  broker->reset();  // completes pending appends and syncs every shard
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddBrokerCommand(CLI::App& app, int* exit_code) {
+  auto options = std::make_shared<BrokerCommandOptions>();
+  CLI::App* command = app.add_subcommand(
+      "broker",
+      "Run the stream broker: sharded, durable, ordered streams over gRPC (service "
+      "runnel.v1.StreamBroker). Stops cleanly on SIGINT or SIGTERM.");
+  command
+      ->add_option("--listen", options->listen,
+                   "Address to serve on, HOST:PORT (port 0 picks a free one). Only loopback "
+                   "unless you name another address.")
+      ->capture_default_str();
+  command->add_option("--data-dir", options->data_dir, "Folder holding streams and checkpoints")
+      ->capture_default_str();
+  command
+      ->add_option("--fsync", options->fsync,
+                   "When a put is acknowledged: always (after fsync; concurrent puts share one), "
+                   "interval (after write, fsync every --fsync-interval), never (after write)")
+      ->check(CLI::IsMember({"always", "interval", "never"}))
+      ->capture_default_str();
+  command
+      ->add_option("--fsync-interval", options->fsync_interval,
+                   "Background fsync period for --fsync interval")
+      ->capture_default_str();
+  command->add_flag("--throughput-limits", options->throughput_limits,
+                    "Enforce Kinesis's per-shard limits on every stream (1 MiB/s and 1,000 "
+                    "records/s in, 2 MiB/s and 5 reads/s out)");
+  command
+      ->add_option("--segment-size", options->segment_mib,
+                   "Segment file size in MiB (retention deletes whole segments)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  command->add_option("--ready-file", options->ready_file,
+                      "Write the bound address to this file once serving (for scripts and tests)");
+  command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();
+  command->add_option("--account-id", options->account_id, "Account in stream ARNs")
+      ->capture_default_str();
+  command->callback([options, exit_code] { *exit_code = RunBroker(*options); });
+}
+
+}  // namespace runnel::cli

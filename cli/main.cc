@@ -1,0 +1,57 @@
+// `runnel`: one binary for the broker, the poller, the handler worker and every client command.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/commands.h"
+
+namespace runnel::cli {
+
+void AddBrokerOption(CLI::App& command, ClientOptions* options) {
+  if (const char* env = std::getenv("RUNNEL_BROKER"); env != nullptr && *env != '\0') {
+    options->broker = env;
+  }
+  command.add_option("--broker", options->broker, "Broker address HOST:PORT (env RUNNEL_BROKER)")
+      ->capture_default_str();
+}
+
+void AddOutputOption(CLI::App& command, ClientOptions* options) {
+  command.add_option("-o,--output", options->output, "Output format")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+}
+
+void PrintError(const std::string& message) { std::cerr << "runnel: " << message << std::endl; }
+
+}  // namespace runnel::cli
+
+int main(int argc, char** argv) {
+  using namespace runnel::cli;
+  CLI::App app{
+      "runnel: a Kinesis-style stream broker and a Lambda-style event-source-mapping runtime.\n"
+      "Run `runnel COMMAND --help` for the options of a command."};
+  app.name("runnel");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("runnel ") + RUNNEL_VERSION);
+
+  int exit_code = kExitOk;
+  AddBrokerCommand(app, &exit_code);
+  AddStreamCommands(app, &exit_code);
+  AddRecordCommands(app, &exit_code);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return exit_code;
+}
