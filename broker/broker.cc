@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "broker/checkpoint_store.h"
 #include "broker/iterator.h"
+#include "broker/message_pool.h"
 #include "broker/sequence_number.h"
 #include "broker/shard_log.h"
 #include "broker/throughput.h"
@@ -148,16 +149,29 @@ absl::Status RemoveTree(const std::string& path) {
   return absl::OkStatus();
 }
 
+// Protobuf 3.21's set_x(const char*, size_t) builds a temporary std::string (an allocation past
+// 15 bytes) and copies it; mutable_x()->assign() copies once, into a recycled message's storage.
 void FillRecord(const RecordView& view, uint32_t shard_index, v1::Record* record) {
   char sequence[kSequenceNumberLength];
   FormatSequenceNumberTo(view.offset, shard_index, sequence);
-  record->set_sequence_number(sequence, kSequenceNumberLength);
-  *record->mutable_approximate_arrival_timestamp() = MillisToProto(view.arrival_ms);
-  record->set_data(view.data.data(), view.data.size());
-  record->set_partition_key(view.partition_key.data(), view.partition_key.size());
+  record->mutable_sequence_number()->assign(sequence, kSequenceNumberLength);
+  // Set the fields in place: assigning the Timestamp would copy a whole message.
+  const google::protobuf::Timestamp arrival = MillisToProto(view.arrival_ms);
+  auto* timestamp = record->mutable_approximate_arrival_timestamp();
+  timestamp->set_seconds(arrival.seconds());
+  timestamp->set_nanos(arrival.nanos());
+  record->mutable_data()->assign(view.data.data(), view.data.size());
+  record->mutable_partition_key()->assign(view.partition_key.data(), view.partition_key.size());
 }
 
 }  // namespace
+
+// Answers a call at once; there is nothing to cancel.
+template <typename Done, typename Result>
+Broker::CancelFn Answer(Done& done, Result&& result) {
+  done(std::forward<Result>(result));
+  return {};
+}
 
 // A read that may wait for records (GetRecords with wait_time, and subscriptions).
 struct Broker::ReadRequest {
@@ -657,15 +671,13 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
   std::vector<absl::uint128> hash_keys(static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) {
     const auto& record = request.records(i);
-    const std::string field = absl::StrCat("records.", i + 1, ".member.partitionKey");
     const int key_chars = Utf8Length(record.partition_key());
-    if (key_chars < 1) {
+    if (key_chars < 1 || key_chars > kMaxPartitionKeyChars) {
+      const std::string field = absl::StrCat("records.", i + 1, ".member.partitionKey");
       return done(ValidationError(field, record.partition_key(),
-                                  "Member must have length greater than or equal to 1"));
-    }
-    if (key_chars > kMaxPartitionKeyChars) {
-      return done(ValidationError(field, record.partition_key(),
-                                  "Member must have length less than or equal to 256"));
+                                  key_chars < 1
+                                      ? "Member must have length greater than or equal to 1"
+                                      : "Member must have length less than or equal to 256"));
     }
     const size_t record_bytes = record.data().size() + record.partition_key().size();
     if (record_bytes > kMaxRecordBytes) {
@@ -700,6 +712,7 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
   // Group by shard, keeping request order within each shard.
   std::vector<std::vector<int>> by_shard(stream.shards.size());
   auto state = std::make_shared<PutState>();
+  state->response = MessagePool<v1::PutRecordsResponse>::Get().Take();
   state->done = std::move(done);
   state->response.mutable_records()->Reserve(count);
   for (int i = 0; i < count; ++i) state->response.add_records();
@@ -755,7 +768,7 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
     for (size_t k = 0; k < indices.size(); ++k) {
       auto* entry = state->response.mutable_records(indices[k]);
       FormatSequenceNumberTo(ticket->first_offset + k, shard.index, sequence);
-      entry->set_sequence_number(sequence, kSequenceNumberLength);
+      entry->mutable_sequence_number()->assign(sequence, kSequenceNumberLength);  // see FillRecord
       entry->set_shard_id(shard.id);
     }
   }
@@ -878,7 +891,23 @@ absl::StatusOr<v1::GetShardIteratorResponse> Broker::GetShardIterator(
   return response;
 }
 
+void Broker::CancelAllReads() {
+  std::vector<std::shared_ptr<ReadRequest>> waiting;
+  {
+    absl::MutexLock lock(&waits_mu_);
+    reads_cancelled_ = true;
+    for (auto& [key, request] : waiting_reads_) waiting.push_back(request);
+  }
+  for (const auto& request : waiting) CancelRead(request);
+}
+
 void Broker::ReadWithWait(std::shared_ptr<ReadRequest> request) {
+  {
+    absl::MutexLock lock(&waits_mu_);
+    if (reads_cancelled_) {
+      return request->done(absl::UnavailableError("the broker is shutting down"));
+    }
+  }
   request->limits.min_arrival_ms = RetentionCutoffMs(*request->stream);
   ShardLog& log = *request->shard->log;
   absl::StatusOr<ReadBatch> batch = log.Read(request->offset, request->limits);
@@ -928,41 +957,44 @@ void Broker::ReadWithWait(std::shared_ptr<ReadRequest> request) {
   if (log.EndOffset() > request->offset || request->cancelled.load()) wake();
 }
 
-void Broker::GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone done) {
+Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone done) {
   if (request.limit() < 0 || request.limit() > kMaxGetRecordsLimit) {
-    return done(ValidationError("limit", std::to_string(request.limit()),
-                                "Member must have value between 1 and 10000"));
+    return Answer(done, ValidationError("limit", std::to_string(request.limit()),
+                                        "Member must have value between 1 and 10000"));
   }
   const absl::Duration wait =
       absl::Seconds(request.wait_time().seconds()) + absl::Nanoseconds(request.wait_time().nanos());
   if (wait < absl::ZeroDuration() || wait > kMaxWaitTime) {
-    return done(ValidationError("waitTime", absl::FormatDuration(wait),
-                                "Member must be between 0s and 20s"));
+    return Answer(done, ValidationError("waitTime", absl::FormatDuration(wait),
+                                        "Member must be between 0s and 20s"));
   }
   auto token = DecodeIterator(request.shard_iterator());
-  if (!token.ok()) return done(token.status());
+  if (!token.ok()) return Answer(done, token.status());
   const int64_t now_ms = NowMs();
   if (now_ms - token->issued_ms > kIteratorLifetimeMs) {
-    return done(absl::FailedPreconditionError(absl::StrCat(
-        "ExpiredIteratorException: Iterator expired. The iterator was created at time ",
-        absl::FormatTime(absl::FromUnixMillis(token->issued_ms), absl::UTCTimeZone()),
-        " while right now it is ",
-        absl::FormatTime(absl::FromUnixMillis(now_ms), absl::UTCTimeZone()),
-        " which is further in the future than the tolerated delay of 300000 milliseconds.")));
+    return Answer(
+        done,
+        absl::FailedPreconditionError(absl::StrCat(
+            "ExpiredIteratorException: Iterator expired. The iterator was created at time ",
+            absl::FormatTime(absl::FromUnixMillis(token->issued_ms), absl::UTCTimeZone()),
+            " while right now it is ",
+            absl::FormatTime(absl::FromUnixMillis(now_ms), absl::UTCTimeZone()),
+            " which is further in the future than the tolerated delay of 300000 milliseconds.")));
   }
   auto stream = FindStream(token->stream_name);
-  if (!stream.ok()) return done(stream.status());
+  if (!stream.ok()) return Answer(done, stream.status());
   if ((*stream)->incarnation != token->incarnation ||
       token->shard_index >= (*stream)->shards.size()) {
-    return done(absl::NotFoundError(
-        absl::StrCat("ResourceNotFoundException: the iterator belongs to an earlier stream named ",
-                     token->stream_name, ", since deleted")));
+    return Answer(done,
+                  absl::NotFoundError(absl::StrCat(
+                      "ResourceNotFoundException: the iterator belongs to an earlier stream named ",
+                      token->stream_name, ", since deleted")));
   }
   ShardState* shard = (*stream)->shards[token->shard_index].get();
   const bool limited = (*stream)->enforce_throughput_limits || options_.enforce_throughput_limits;
   if (limited && (!shard->throughput.read_calls.TryTake(1, now_ms) ||
                   !shard->throughput.read_bytes.HasTokens(now_ms))) {
-    return done(ThrottledError(**stream, *shard));
+    return Answer(done, ThrottledError(**stream, *shard));
   }
 
   auto read = std::make_shared<ReadRequest>();
@@ -975,7 +1007,7 @@ void Broker::GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone don
   read->done = [this, stream = *stream, shard, limited, issued = *token,
                 done = std::move(done)](absl::StatusOr<ReadBatch> batch) {
     if (!batch.ok()) return done(batch.status());
-    v1::GetRecordsResponse response;
+    v1::GetRecordsResponse response = MessagePool<v1::GetRecordsResponse>::Get().Take();
     response.mutable_records()->Reserve(static_cast<int>(batch->records.size()));
     size_t bytes = 0;
     for (const RecordView& view : batch->records) {
@@ -995,7 +1027,21 @@ void Broker::GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone don
             : std::max<int64_t>(0, now - batch->records.back().arrival_ms));
     done(std::move(response));
   };
+  std::weak_ptr<ReadRequest> weak = read;
   ReadWithWait(std::move(read));
+  return [this, weak] {
+    if (auto read = weak.lock()) CancelRead(read);
+  };
+}
+
+void Broker::CancelRead(const std::shared_ptr<ReadRequest>& request) {
+  request->cancelled = true;
+  std::function<void()> wake;
+  {
+    absl::MutexLock lock(&request->mu);
+    wake = request->wake;
+  }
+  if (wake) wake();
 }
 
 class ShardSubscription : public Subscription {
@@ -1051,15 +1097,7 @@ class ShardSubscription : public Subscription {
       absl::MutexLock lock(&mu_);
       pending = pending_;
     }
-    if (pending != nullptr) {
-      pending->cancelled = true;
-      std::function<void()> wake;
-      {
-        absl::MutexLock lock(&pending->mu);
-        wake = pending->wake;
-      }
-      if (wake) wake();
-    }
+    if (pending != nullptr) broker_->CancelRead(pending);
   }
 
  private:

@@ -90,9 +90,12 @@ class Broker {
   absl::StatusOr<v1::GetShardIteratorResponse> GetShardIterator(
       const v1::GetShardIteratorRequest& request);
   // With a wait_time, waits (without holding a thread) until a record arrives or the time
-  // passes. `done` may run on a broker thread.
+  // passes. `done` may run on a broker thread. The returned function (empty when the call was
+  // answered at once) makes a waiting call answer now, with what it has: call it when the
+  // caller goes away.
   using GetRecordsDone = std::function<void(absl::StatusOr<v1::GetRecordsResponse>)>;
-  void GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone done);
+  using CancelFn = std::function<void()>;
+  CancelFn GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone done);
 
   absl::StatusOr<std::unique_ptr<Subscription>> SubscribeToShard(
       const v1::SubscribeToShardRequest& request);
@@ -103,6 +106,10 @@ class Broker {
   absl::StatusOr<v1::SetCheckpointResponse> SetCheckpoint(const v1::SetCheckpointRequest& request);
   absl::StatusOr<v1::DeleteCheckpointsResponse> DeleteCheckpoints(
       const v1::DeleteCheckpointsRequest& request);
+
+  // Answers every waiting read (long polls, subscriptions) with UNAVAILABLE, and every later
+  // one at once: for shutting down.
+  void CancelAllReads();
 
   // Deletes expired segments now (the broker also does it every retention_check_interval).
   void EnforceRetention();
@@ -128,6 +135,8 @@ class Broker {
   // Reads from `offset`; with time left before `deadline` and nothing to return, waits for an
   // append (or the deadline, or `cancelled`) and tries again.
   void ReadWithWait(std::shared_ptr<ReadRequest> request);
+  // Makes a waiting read answer now.
+  void CancelRead(const std::shared_ptr<ReadRequest>& request);
   int64_t NowMs() const;
   int64_t RetentionCutoffMs(const Stream& stream) const;
   absl::Status ThrottledError(const Stream& stream, const ShardState& shard) const;
@@ -144,6 +153,7 @@ class Broker {
   absl::Mutex control_mu_;
   // Reads waiting for records, owned here while they wait (their wake-ups hold them weakly).
   absl::Mutex waits_mu_;
+  bool reads_cancelled_ ABSL_GUARDED_BY(waits_mu_) = false;
   absl::flat_hash_map<ReadRequest*, std::shared_ptr<ReadRequest>> waiting_reads_
       ABSL_GUARDED_BY(waits_mu_);
 };

@@ -5,7 +5,9 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "broker/broker.h"
+#include "broker/message_pool.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -25,6 +27,87 @@ void FinishUnary(grpc::ServerUnaryReactor* reactor, Response* response,
   *response = std::move(*result);
   reactor->Finish(grpc::Status::OK);
 }
+
+// Finishes a PutRecords or GetRecords call: swaps the broker's response into the message gRPC
+// sends and gives the storage that message held back to the pool the broker builds from, so the
+// records' messages and strings are reused call after call (see message_pool.h).
+template <typename Response>
+void FinishRecycled(grpc::ServerUnaryReactor* reactor, Response* response,
+                    absl::StatusOr<Response> result) {
+  if (!result.ok()) return reactor->Finish(ToGrpc(result.status()));
+  response->Swap(&*result);
+  MessagePool<Response>::Get().Give(std::move(*result), 0);  // sized when its holder was released
+  reactor->Finish(grpc::Status::OK);
+}
+
+// Bytes a request message pins once parsed (only PutRecords requests are large).
+size_t RequestBytes(const v1::PutRecordsRequest& request) {
+  size_t bytes = 0;
+  for (const auto& record : request.records()) {
+    bytes += record.data().capacity() + record.partition_key().capacity();
+  }
+  return bytes;
+}
+size_t RequestBytes(const v1::GetRecordsRequest&) { return 0; }
+
+// Gives gRPC request and response messages that are reused call after call: gRPC parses a
+// request into a cleared one (reusing its records and their strings), and the response keeps
+// the storage that FinishRecycled swaps into it for the next call to recycle.
+template <typename Request, typename Response>
+class RecyclingAllocator : public grpc::MessageAllocator<Request, Response> {
+ public:
+  ~RecyclingAllocator() override {
+    for (Holder* holder : free_) delete holder;
+  }
+
+  grpc::MessageHolder<Request, Response>* AllocateMessages() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!free_.empty()) {
+        Holder* holder = free_.back();
+        free_.pop_back();
+        return holder;
+      }
+    }
+    return new Holder(this);
+  }
+
+ private:
+  class Holder : public grpc::MessageHolder<Request, Response> {
+   public:
+    explicit Holder(RecyclingAllocator* owner) : owner_(owner) {
+      this->set_request(&request_);
+      this->set_response(&response_);
+    }
+    void Release() override { owner_->Recycle(this); }
+
+    RecyclingAllocator* const owner_;
+    Request request_;
+    Response response_;
+  };
+
+  void Recycle(Holder* holder) {
+    // The response's cached size is the size gRPC just sent (0 when it sent none).
+    if (RequestBytes(holder->request_) + static_cast<size_t>(holder->response_.GetCachedSize()) >
+        MessagePool<Response>::kMaxBytes) {
+      delete holder;  // do not pin a large message's memory
+      return;
+    }
+    holder->request_.Clear();
+    holder->response_.Clear();
+    {
+      absl::MutexLock lock(&mu_);
+      if (free_.size() < MessagePool<Response>::kMaxMessages) {
+        free_.push_back(holder);
+        return;
+      }
+    }
+    delete holder;
+  }
+
+  absl::Mutex mu_;
+  std::vector<Holder*> free_ ABSL_GUARDED_BY(mu_);
+};
 
 // Streams a Subscription's events until the client cancels or the subscription fails. One
 // write in flight at a time: the next event is asked for only when the last write is done.
@@ -62,9 +145,40 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::SubscribeToShardEve
   std::atomic<bool> cancelled_{false};
 };
 
+// GetRecords may wait (a long poll): when the client goes away or the server shuts down, the
+// wait is cut short instead of holding the call open until its wait_time.
+class GetRecordsReactor : public grpc::ServerUnaryReactor {
+ public:
+  GetRecordsReactor(Broker* broker, const v1::GetRecordsRequest* request,
+                    v1::GetRecordsResponse* response) {
+    Broker::CancelFn cancel = broker->GetRecords(
+        *request, [this, response](absl::StatusOr<v1::GetRecordsResponse> result) {
+          FinishRecycled<v1::GetRecordsResponse>(this, response, std::move(result));
+        });
+    absl::MutexLock lock(&mu_);
+    cancel_ = std::move(cancel);
+  }
+  void OnCancel() override {
+    Broker::CancelFn cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      cancel = cancel_;
+    }
+    if (cancel) cancel();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Mutex mu_;
+  Broker::CancelFn cancel_ ABSL_GUARDED_BY(mu_);
+};
+
 class StreamBrokerService final : public v1::StreamBroker::CallbackService {
  public:
-  explicit StreamBrokerService(Broker* broker) : broker_(broker) {}
+  explicit StreamBrokerService(Broker* broker) : broker_(broker) {
+    SetMessageAllocatorFor_PutRecords(&put_records_allocator_);
+    SetMessageAllocatorFor_GetRecords(&get_records_allocator_);
+  }
 
 #define RUNNEL_SYNC_UNARY(Method, Call)                                       \
   grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,      \
@@ -98,13 +212,13 @@ class StreamBrokerService final : public v1::StreamBroker::CallbackService {
                     FinishUnary(reactor, response, broker_->DeleteCheckpoints(*request)))
   // The next three complete later (once durable, or once records arrive).
   RUNNEL_SYNC_UNARY(PutRecords, broker_->PutRecords(*request, [reactor, response](auto result) {
-    FinishUnary(reactor, response, std::move(result));
+    FinishRecycled(reactor, response, std::move(result));
   }))
   RUNNEL_SYNC_UNARY(PutRecord, broker_->PutRecord(*request, [reactor, response](auto result) {
     FinishUnary(reactor, response, std::move(result));
   }))
   RUNNEL_SYNC_UNARY(GetRecords, broker_->GetRecords(*request, [reactor, response](auto result) {
-    FinishUnary(reactor, response, std::move(result));
+    FinishRecycled(reactor, response, std::move(result));
   }))
 #undef RUNNEL_SYNC_UNARY
 
@@ -124,12 +238,17 @@ class StreamBrokerService final : public v1::StreamBroker::CallbackService {
 
  private:
   Broker* const broker_;
+  // Declared after broker_ and destroyed before it; every call has ended by then (the server
+  // is shut down and waited for first).
+  RecyclingAllocator<v1::PutRecordsRequest, v1::PutRecordsResponse> put_records_allocator_;
+  RecyclingAllocator<v1::GetRecordsRequest, v1::GetRecordsResponse> get_records_allocator_;
 };
 
 }  // namespace
 
 struct BrokerServer::Impl {
-  explicit Impl(Broker* broker) : service(broker) {}
+  explicit Impl(Broker* broker) : broker(broker), service(broker) {}
+  Broker* broker;
   StreamBrokerService service;
   std::unique_ptr<grpc::Server> server;
   bool shut_down = false;
@@ -164,6 +283,8 @@ BrokerServer::~BrokerServer() { Shutdown(absl::Seconds(1)); }
 void BrokerServer::Shutdown(absl::Duration grace) {
   if (impl_ == nullptr || impl_->shut_down) return;
   impl_->shut_down = true;
+  // Long polls and subscriptions would otherwise hold the shutdown until their waits end.
+  impl_->broker->CancelAllReads();
   impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   impl_->server->Wait();
 }

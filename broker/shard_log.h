@@ -87,11 +87,12 @@ class ShardLog {
     int64_t arrival_ms;     // the arrival time all of them carry
   };
   // Frames `records` (copying them) and queues them for the writer. Fails at once, without
-  // calling `done`, when the log is closed or a record is too large to frame.
+  // calling `done`, when the log is closed, `records` is empty or a record is too large to frame.
   absl::StatusOr<AppendTicket> Append(std::span<const AppendRecord> records, AppendDone done);
 
   // Reads durable records from `offset` on (an offset below the first kept record reads from
-  // the first kept record). DATA_LOSS when it meets a corrupt frame.
+  // the first kept record). At a corrupt frame it returns the records before it, with
+  // next_offset at the damaged record; DATA_LOSS when the damaged record is the first to read.
   absl::StatusOr<ReadBatch> Read(uint64_t offset, const ReadLimits& limits) const;
 
   // Offset of the first record that arrived at or after `arrival_ms`, or EndOffset() if none.
