@@ -10,6 +10,7 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "spdlog/spdlog.h"
 
@@ -46,17 +47,6 @@ absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions
   return out;
 }
 
-// Blocks SIGINT and SIGTERM in this thread and every thread it starts, so sigwait() below is
-// the one place they are handled.
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
 int RunBroker(const BrokerCommandOptions& options) {
   auto broker_options = ToBrokerOptions(options);
   if (!broker_options.ok()) {
@@ -85,11 +75,7 @@ int RunBroker(const BrokerCommandOptions& options) {
       return kExitError;
     }
   }
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  spdlog::info("received {}, shutting down", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-  // A second signal while we drain ends the process at once.
-  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
+  spdlog::info("received {}, shutting down", WaitForShutdownSignal(signals));
   // In-flight puts finish in milliseconds; an idle client connection would otherwise hold
   // the whole grace period.
   (*server)->Shutdown(absl::Milliseconds(500));

@@ -27,6 +27,7 @@ inline constexpr int kExitUsage = 2;
 void AddBrokerCommand(CLI::App& app, int* exit_code);
 void AddStreamCommands(CLI::App& app, int* exit_code);
 void AddRecordCommands(CLI::App& app, int* exit_code);   // put, get
+void AddRuntimeCommands(CLI::App& app, int* exit_code);  // invoke, worker
 
 // Adds --broker (with $RUNNEL_BROKER as its default) to a client command.
 void AddBrokerOption(CLI::App& command, ClientOptions* options);

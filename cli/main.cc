@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   AddBrokerCommand(app, &exit_code);
   AddStreamCommands(app, &exit_code);
   AddRecordCommands(app, &exit_code);
+  AddRuntimeCommands(app, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,23 @@
+#include "cli/shutdown.h"
+
+#include <pthread.h>
+
+namespace runnel::cli {
+
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+const char* WaitForShutdownSignal(const sigset_t& signals) {
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
+  return signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+}  // namespace runnel::cli

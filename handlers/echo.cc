@@ -1,0 +1,75 @@
+// Appends every record it sees to a file, one line per record, so tests can check order and
+// duplicates: "<sequence number>\t<partition key>\t<data>\n" with the data escaped (\\, \n, \r,
+// \t, and \xNN for other control bytes). The file is the environment's ECHO_FILE; without it the
+// records are logged instead. A batch is written with one write(2) on an O_APPEND file, so
+// batches from concurrent workers never interleave within a batch.
+#include <fcntl.h>
+#include <runnel/handler.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace {
+
+void AppendEscaped(std::string& out, std::string_view data) {
+  static const char kHex[] = "0123456789abcdef";
+  for (char c : data) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+}
+
+class Echo : public runnel::Handler {
+ public:
+  void Init(const runnel::Config& config) override { path_ = config.env("ECHO_FILE"); }
+
+  runnel::Result Handle(const runnel::Event& event, runnel::Context& context) override {
+    std::string lines;
+    for (const runnel::Record& record : event.records()) {
+      lines += record.sequence_number();
+      lines += '\t';
+      lines += record.partition_key();
+      lines += '\t';
+      AppendEscaped(lines, record.data());
+      lines += '\n';
+    }
+    if (path_.empty()) {
+      context.logger().info(lines);
+      return runnel::Result::Success();
+    }
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path_);
+    ssize_t written = ::write(fd, lines.data(), lines.size());
+    int error = errno;
+    ::close(fd);
+    if (written != static_cast<ssize_t>(lines.size())) {
+      throw std::system_error(written < 0 ? error : EIO, std::generic_category(), "write " + path_);
+    }
+    return runnel::Result::Success();
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+RUNNEL_HANDLER(Echo)

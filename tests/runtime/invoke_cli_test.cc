@@ -1,0 +1,128 @@
+// `runnel invoke`: a handler run once from the command line, as `sam local invoke` does it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "runnel/handler.h"
+#include "tests/runtime/test_util.h"
+
+namespace runnel {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RunCommand;
+using ::testing::StartsWith;
+
+std::vector<std::string> Invoke(std::vector<std::string> args) {
+  args.insert(args.begin(), {RUNNEL_BINARY, "invoke"});
+  return args;
+}
+
+class InvokeCliTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InvokeCliTest, SuccessPrintsAnEmptyFailureListAndExitsZero) {
+  auto r = RunCommand(Invoke({ORDER_PROCESSOR_PLUGIN, "--isolation", GetParam(), "--data",
+                              R"({"orderId":"o-1","customerId":"c-1","amount":5})", "--data",
+                              R"({"orderId":"o-2","customerId":"c-1","amount":7.5})"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"batchItemFailures\":[]}\n");
+  EXPECT_THAT(r.err, HasSubstr("Processing order o-1"));
+  EXPECT_LT(r.err.find("Processing order o-1"), r.err.find("Processing order o-2"));
+  EXPECT_THAT(r.err, HasSubstr("REPORT RequestId: "));
+}
+
+TEST_P(InvokeCliTest, FailurePrintsErrorTypeAndMessageAndExitsOne) {
+  auto r = RunCommand(
+      Invoke({ORDER_PROCESSOR_PLUGIN, "--isolation", GetParam(), "--data",
+              R"({"orderId":"o-1","customerId":"c-1","amount":5})", "--data", "not json"}));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.out, StartsWith("{\"errorType\":\"orders::MalformedOrder\",\"errorMessage\":"));
+  EXPECT_THAT(r.out, HasSubstr("not JSON"));
+}
+
+TEST_P(InvokeCliTest, BatchItemFailuresArePrintedAndExitOne) {
+  auto r = RunCommand(Invoke(
+      {POISON_PLUGIN, "--isolation", GetParam(), "--data", "a", "--data", "POISON:partial"}));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"batchItemFailures\":[{\"itemIdentifier\":"
+            "\"49650000000000000000000000000000000000000000000000000002\"}]}\n");
+}
+
+TEST_P(InvokeCliTest, EventFileIsDeliveredAsWritten) {
+  testing::TempDir dir;
+  std::string json =
+      R"({"Records":[{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"user-42",)"
+      R"("sequenceNumber":"49650001112223334445556667778889990001112223334445556666",)"
+      R"("data":"eyJoZWxsbyI6IndvcmxkIn0=","approximateArrivalTimestamp":1718000000.123},)"
+      R"("eventSource":"aws:kinesis","eventVersion":"1.0",)"
+      R"("eventID":"shardId-000000000003:49650001112223334445556667778889990001112223334445556666",)"
+      R"("eventName":"aws:kinesis:record","awsRegion":"eu-west-1",)"
+      R"("eventSourceARN":"arn:aws:kinesis:eu-west-1:111122223333:stream/orders"}]})";
+  testing::WriteFile(dir.File("event.json"), json);
+  auto r =
+      RunCommand(Invoke({ECHO_PLUGIN, "--isolation", GetParam(), "--event", dir.File("event.json"),
+                         "--env", "ECHO_FILE=" + dir.File("out.txt")}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::ReadFile(dir.File("out.txt")),
+            "49650001112223334445556667778889990001112223334445556666\tuser-42\t"
+            "{\"hello\":\"world\"}\n");
+  // The same event from standard input.
+  auto from_stdin = RunCommand(Invoke({ECHO_PLUGIN, "--isolation", GetParam(), "--event", "-",
+                                       "--env", "ECHO_FILE=" + dir.File("stdin.txt")}),
+                               json);
+  EXPECT_EQ(from_stdin.exit_code, 0) << from_stdin.err;
+  EXPECT_EQ(testing::ReadFile(dir.File("stdin.txt")), testing::ReadFile(dir.File("out.txt")));
+}
+
+TEST_P(InvokeCliTest, LoaderErrorIsOneLineOnStderr) {
+  auto r = RunCommand(Invoke({ABI_MISMATCH_PLUGIN, "--isolation", GetParam(), "--data", "x"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("runnel: "));
+  EXPECT_THAT(r.err, HasSubstr("ABI version 999"));
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModes, InvokeCliTest, ::testing::Values("process", "in_process"));
+
+TEST(InvokeCliUsageTest, TimeoutIsHardAndNamed) {
+  auto r = RunCommand(Invoke({POISON_PLUGIN, "--timeout", "200ms", "--data", "POISON:hang"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out,
+            "{\"errorType\":\"Sandbox.Timedout\",\"errorMessage\":\"Task timed out after 0.20 "
+            "seconds\"}\n");
+}
+
+TEST(InvokeCliUsageTest, CrashIsReported) {
+  auto r = RunCommand(Invoke({POISON_PLUGIN, "--data", "POISON:abort"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.out, HasSubstr("SIGABRT"));
+}
+
+TEST(InvokeCliUsageTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunCommand(Invoke({POISON_PLUGIN})).exit_code, 2) << "neither --event nor --data";
+  auto bad_timeout = RunCommand(Invoke({POISON_PLUGIN, "--timeout", "soon", "--data", "x"}));
+  EXPECT_EQ(bad_timeout.exit_code, 2);
+  EXPECT_THAT(bad_timeout.err, HasSubstr("--timeout"));
+  EXPECT_EQ(RunCommand(Invoke({POISON_PLUGIN, "--isolation", "thread", "--data", "x"})).exit_code,
+            2);
+}
+
+TEST(InvokeCliUsageTest, BrokenEventFileIsAnError) {
+  testing::TempDir dir;
+  testing::WriteFile(dir.File("bad.json"), R"({"Records":[{"kinesis":{}}]})");
+  auto r = RunCommand(Invoke({POISON_PLUGIN, "--event", dir.File("bad.json")}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("Records[0].kinesis.partitionKey"));
+}
+
+TEST(WorkerCommandTest, RefusesToRunWithoutARuntime) {
+  auto r = RunCommand({RUNNEL_BINARY, "worker", "--channel-fd", "0"}, "not a frame");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("started by runnel"));
+}
+
+}  // namespace
+}  // namespace runnel
