@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   AddStreamCommands(app, &exit_code);
   AddRecordCommands(app, &exit_code);
   AddRuntimeCommands(app, &exit_code);
+  AddValidateCommand(app, &exit_code);
+  AddPollerCommands(app, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,541 @@
+#include "poller/mapping_runner.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+#include "poller/batcher.h"
+#include "poller/completion_tracker.h"
+#include "runnel/runtime/function.h"
+#include "runnel/v1/broker.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace runnel::poller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// How long one GetRecords waits for records before answering empty (a long poll: it answers as
+// soon as one arrives).
+constexpr absl::Duration kPollWait = absl::Seconds(2);
+constexpr absl::Duration kRpcTimeout = absl::Seconds(30);
+constexpr absl::Duration kMinBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(10);
+
+absl::Duration NextBackoff(absl::Duration backoff) {
+  return std::min(kMaxBackoff, std::max(kMinBackoff, backoff * 2));
+}
+
+void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+// FNV-1a: a stable hash, so a key maps to the same lane in every run (easier to reason about
+// when reading logs), and cheap for short keys.
+uint64_t LaneHash(std::string_view key) {
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+v1::ShardIteratorType IteratorType(StartingPosition position) {
+  switch (position) {
+    case StartingPosition::kLatest:
+      return v1::LATEST;
+    case StartingPosition::kAtTimestamp:
+      return v1::AT_TIMESTAMP;
+    default:
+      return v1::TRIM_HORIZON;
+  }
+}
+
+// A record taken from the stream, owned by the lane until its batch is done.
+struct QueuedRecord {
+  v1::Record record;
+  uint64_t ordinal;  // dispatch order within the shard (see CompletionTracker)
+};
+
+}  // namespace
+
+class ShardConsumer;
+
+class MappingRunner::Impl {
+ public:
+  explicit Impl(MappingRunnerOptions options)
+      : options_(std::move(options)), stub_(v1::StreamBroker::NewStub(options_.broker)) {}
+  ~Impl() { Stop(absl::Seconds(0)); }
+
+  absl::Status Init();
+  absl::StatusOr<std::string> InitialIterator(const std::string& shard_id);
+  void Start();
+  void Stop(absl::Duration grace);
+  // A shard's checkpoint moved: wake the checkpoint writer.
+  void CheckpointMoved() {
+    absl::MutexLock lock(&mu_);
+    dirty_ = true;
+  }
+
+  const MappingRunnerOptions& options() const { return options_; }
+  v1::StreamBroker::Stub& stub() { return *stub_; }
+  const std::string& stream_arn() const { return stream_arn_; }
+  const std::string& log_name() const { return log_name_; }
+
+ private:
+  void CheckpointLoop();
+  // Writes every shard checkpoint that moved; false if a write failed.
+  bool WriteCheckpoints();
+
+  const MappingRunnerOptions options_;
+  const std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  std::string stream_arn_;
+  std::string log_name_;
+  std::vector<std::unique_ptr<ShardConsumer>> shards_;
+
+  absl::Mutex mu_;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ = false;
+  std::thread checkpointer_;
+};
+
+class ShardConsumer {
+ public:
+  ShardConsumer(MappingRunner::Impl* runner, std::string shard_id, std::string checkpoint,
+                std::string initial_iterator)
+      : runner_(runner),
+        spec_(runner->options().spec),
+        shard_id_(std::move(shard_id)),
+        log_name_(absl::StrCat(runner->log_name(), " ", shard_id_)),
+        resume_after_(std::move(checkpoint)),
+        initial_iterator_(std::move(initial_iterator)),
+        max_buffered_(static_cast<size_t>(
+            std::clamp(2 * spec_.batch_size * spec_.parallelization_factor, 10'000, 100'000))) {
+    BatchingRules rules;
+    rules.batch_size = spec_.batch_size;
+    rules.window = spec_.maximum_batching_window;
+    for (int i = 0; i < spec_.parallelization_factor; ++i) {
+      lanes_.push_back(std::make_unique<Lane>(rules));
+    }
+  }
+
+  void Start() {
+    reader_ = std::thread([this] { ReaderLoop(); });
+    for (size_t i = 0; i < lanes_.size(); ++i) {
+      lanes_[i]->thread = std::thread([this, i] { LaneLoop(*lanes_[i]); });
+    }
+  }
+
+  // Stops reading and taking new batches; batches in flight finish.
+  void RequestStop() {
+    stopping_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      if (poll_context_ != nullptr) poll_context_->TryCancel();
+    }
+    for (auto& lane : lanes_) {
+      absl::MutexLock lock(&lane->mu);
+      lane->stopping = true;
+    }
+  }
+
+  void Join() {
+    if (reader_.joinable()) reader_.join();
+    for (auto& lane : lanes_) {
+      if (lane->thread.joinable()) lane->thread.join();
+    }
+  }
+
+  // The checkpoint to write, if it moved since the last write.
+  bool PendingCheckpoint(std::string* sequence_number, uint64_t* version) {
+    absl::MutexLock lock(&mu_);
+    if (tracker_.Version() == written_version_ || tracker_.Checkpoint().empty()) return false;
+    *sequence_number = tracker_.Checkpoint();
+    *version = tracker_.Version();
+    return true;
+  }
+  void CheckpointWritten(uint64_t version) {
+    absl::MutexLock lock(&mu_);
+    written_version_ = std::max(written_version_, version);
+  }
+
+  const std::string& shard_id() const { return shard_id_; }
+
+ private:
+  struct Lane {
+    explicit Lane(BatchingRules rules) : batcher(rules) {}
+    absl::Mutex mu;
+    Batcher batcher ABSL_GUARDED_BY(mu);
+    std::deque<QueuedRecord> records ABSL_GUARDED_BY(mu);
+    bool stopping ABSL_GUARDED_BY(mu) = false;
+    std::thread thread;
+  };
+
+  // Where to (re)start reading: after the last record handed out, else after the checkpoint,
+  // else the mapping's starting position.
+  v1::GetShardIteratorRequest IteratorRequest() {
+    v1::GetShardIteratorRequest request;
+    request.set_stream_name(spec_.stream);
+    request.set_shard_id(shard_id_);
+    if (!resume_after_.empty()) {
+      request.set_shard_iterator_type(v1::AFTER_SEQUENCE_NUMBER);
+      request.set_starting_sequence_number(resume_after_);
+    } else {
+      request.set_shard_iterator_type(IteratorType(spec_.starting_position));
+      if (spec_.starting_position == StartingPosition::kAtTimestamp) {
+        *request.mutable_timestamp() = TimeUtil::MillisecondsToTimestamp(
+            absl::ToUnixMillis(spec_.starting_position_timestamp));
+      }
+    }
+    return request;
+  }
+
+  void ReaderLoop() {
+    std::string iterator = std::move(initial_iterator_);
+    absl::Duration backoff = absl::ZeroDuration();
+    auto back_off = [&] {
+      backoff = NextBackoff(backoff);
+      const absl::Time until = absl::Now() + backoff;
+      while (!stopping_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+    };
+    while (!stopping_) {
+      if (iterator.empty()) {
+        v1::GetShardIteratorResponse response;
+        grpc::ClientContext context;
+        SetDeadline(context, kRpcTimeout);
+        grpc::Status status =
+            runner_->stub().GetShardIterator(&context, IteratorRequest(), &response);
+        if (!status.ok()) {
+          spdlog::warn("{}: cannot position the reader: {}", log_name_, status.error_message());
+          back_off();
+          continue;
+        }
+        iterator = response.shard_iterator();
+      }
+      // Wait for room: lanes that fall behind slow the reader down rather than fill memory.
+      size_t room;
+      {
+        absl::MutexLock lock(&mu_);
+        auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_.load() || buffered_ < max_buffered_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&has_room), absl::Seconds(1));
+        if (stopping_ || buffered_ >= max_buffered_) continue;
+        room = max_buffered_ - buffered_;
+      }
+      v1::GetRecordsRequest request;
+      request.set_shard_iterator(iterator);
+      request.set_limit(static_cast<int>(std::min<size_t>(room, 10'000)));
+      request.mutable_wait_time()->set_seconds(absl::ToInt64Seconds(kPollWait));
+      v1::GetRecordsResponse response;
+      grpc::ClientContext context;
+      SetDeadline(context, kRpcTimeout);
+      {
+        absl::MutexLock lock(&mu_);
+        poll_context_ = &context;
+      }
+      if (stopping_) context.TryCancel();
+      grpc::Status status = runner_->stub().GetRecords(&context, request, &response);
+      {
+        absl::MutexLock lock(&mu_);
+        poll_context_ = nullptr;
+      }
+      if (!status.ok()) {
+        if (stopping_) break;
+        spdlog::warn("{}: GetRecords failed ({}); repositioning after {}", log_name_,
+                     status.error_message(),
+                     resume_after_.empty() ? "the starting position" : resume_after_);
+        iterator.clear();
+        back_off();
+        continue;
+      }
+      backoff = absl::ZeroDuration();
+      iterator = response.next_shard_iterator();
+      for (v1::Record& record : *response.mutable_records()) Dispatch(std::move(record));
+    }
+  }
+
+  void Dispatch(v1::Record&& record) {
+    resume_after_ = record.sequence_number();
+    const uint64_t ordinal = next_ordinal_++;
+    {
+      absl::MutexLock lock(&mu_);
+      tracker_.Dispatched(ordinal, record.sequence_number());
+      ++buffered_;
+    }
+    Lane& lane = *lanes_[LaneHash(record.partition_key()) % lanes_.size()];
+    const size_t bytes = EventBytes(record.partition_key().size(), record.data().size(),
+                                    record.sequence_number().size());
+    absl::MutexLock lock(&lane.mu);
+    lane.batcher.Add(bytes, absl::Now());
+    lane.records.push_back({std::move(record), ordinal});
+  }
+
+  void LaneLoop(Lane& lane) {
+    for (;;) {
+      std::vector<QueuedRecord> batch;
+      {
+        absl::MutexLock lock(&lane.mu);
+        for (;;) {
+          if (lane.stopping) return;
+          const absl::Time now = absl::Now();
+          const size_t ready = lane.batcher.Ready(now);
+          if (ready > 0) {
+            lane.batcher.Take(ready);
+            batch.reserve(ready);
+            for (size_t i = 0; i < ready; ++i) {
+              batch.push_back(std::move(lane.records.front()));
+              lane.records.pop_front();
+            }
+            break;
+          }
+          // Sleep until the window closes, a record arrives, or we are stopped.
+          const size_t queued = lane.batcher.size();
+          auto changed = [&lane, queued]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lane.mu) {
+            return lane.stopping || lane.batcher.size() != queued;
+          };
+          lane.mu.AwaitWithDeadline(absl::Condition(&changed), lane.batcher.Deadline());
+        }
+      }
+      if (!Process(batch)) return;  // stopped before the batch succeeded
+      absl::MutexLock lock(&mu_);
+      for (const QueuedRecord& queued : batch) tracker_.Completed(queued.ordinal);
+      buffered_ -= batch.size();
+      runner_->CheckpointMoved();
+    }
+  }
+
+  // Invokes the function on `batch` until it succeeds. Returns false when stopped first (the
+  // batch stays unfinished and is read again after a restart).
+  bool Process(const std::vector<QueuedRecord>& batch) {
+    std::vector<runtime::RecordView> views;
+    views.reserve(batch.size());
+    for (const QueuedRecord& queued : batch) {
+      const v1::Record& record = queued.record;
+      views.push_back({record.partition_key(), record.sequence_number(), record.data(),
+                       TimeUtil::TimestampToMilliseconds(record.approximate_arrival_timestamp())});
+    }
+    runtime::InvokeRequest request;
+    request.shard_id = shard_id_;
+    request.event_source_arn = runner_->stream_arn();
+    request.aws_region = runner_->options().region;
+    request.records = views;
+    absl::Duration backoff = absl::ZeroDuration();
+    for (int attempt = 1;; ++attempt) {
+      request.attempt = attempt;
+      runtime::InvokeResult result = runner_->options().function->Invoke(request);
+      if (result.ok()) return true;
+      spdlog::warn("{}: invocation {} of {} records failed ({}: {}); retrying", log_name_, attempt,
+                   batch.size(), result.error_type, result.error_message);
+      backoff = NextBackoff(backoff);
+      const absl::Time until = absl::Now() + backoff;
+      while (absl::Now() < until) {
+        if (stopping_) return false;
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+    }
+  }
+
+  MappingRunner::Impl* const runner_;
+  const MappingSpec& spec_;
+  const std::string shard_id_;
+  const std::string log_name_;
+  std::string resume_after_;  // reader thread only: the last sequence number handed out
+  std::string initial_iterator_;
+  uint64_t next_ordinal_ = 0;  // reader thread only
+  const size_t max_buffered_;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::thread reader_;
+
+  absl::Mutex mu_;
+  CompletionTracker tracker_ ABSL_GUARDED_BY(mu_);
+  size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;  // handed to lanes, not yet done
+  uint64_t written_version_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* poll_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+absl::StatusOr<std::string> MappingRunner::Impl::InitialIterator(const std::string& shard_id) {
+  const MappingSpec& spec = options_.spec;
+  v1::GetShardIteratorRequest request;
+  request.set_stream_name(spec.stream);
+  request.set_shard_id(shard_id);
+  request.set_shard_iterator_type(IteratorType(spec.starting_position));
+  if (spec.starting_position == StartingPosition::kAtTimestamp) {
+    *request.mutable_timestamp() =
+        TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(spec.starting_position_timestamp));
+  }
+  v1::GetShardIteratorResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context, kRpcTimeout);
+  grpc::Status status = stub_->GetShardIterator(&context, request, &response);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        absl::StrCat(shard_id, ": ", status.error_message()));
+  }
+  return response.shard_iterator();
+}
+
+absl::Status MappingRunner::Impl::Init() {
+  const MappingSpec& spec = options_.spec;
+  log_name_ = absl::StrCat("mapping ", spec.Id());
+  auto to_status = [](const grpc::Status& status) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  };
+  {
+    v1::DescribeStreamSummaryRequest request;
+    request.set_stream_name(spec.stream);
+    v1::DescribeStreamSummaryResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, kRpcTimeout);
+    grpc::Status status = stub_->DescribeStreamSummary(&context, request, &response);
+    if (!status.ok()) return to_status(status);
+    stream_arn_ = response.stream_description_summary().stream_arn();
+  }
+  absl::flat_hash_map<std::string, std::string> checkpoints;
+  {
+    v1::ListCheckpointsRequest request;
+    request.set_consumer_name(spec.Id());
+    request.set_stream_name(spec.stream);
+    v1::ListCheckpointsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, kRpcTimeout);
+    grpc::Status status = stub_->ListCheckpoints(&context, request, &response);
+    if (!status.ok()) return to_status(status);
+    for (const auto& checkpoint : response.checkpoints()) {
+      checkpoints[checkpoint.shard_id()] = checkpoint.sequence_number();
+    }
+  }
+  std::string next_token;
+  do {
+    v1::ListShardsRequest request;
+    if (next_token.empty()) {
+      request.set_stream_name(spec.stream);
+    } else {
+      request.set_next_token(next_token);
+    }
+    v1::ListShardsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, kRpcTimeout);
+    grpc::Status status = stub_->ListShards(&context, request, &response);
+    if (!status.ok()) return to_status(status);
+    for (const auto& shard : response.shards()) {
+      const std::string& checkpoint = checkpoints[shard.shard_id()];
+      std::string iterator;
+      if (checkpoint.empty()) {
+        // Resolve the starting position now, not when the reader thread gets to it: LATEST
+        // means the records put after the mapping started, not after some thread woke up.
+        ASSIGN_OR_RETURN(iterator, InitialIterator(shard.shard_id()));
+      }
+      shards_.push_back(
+          std::make_unique<ShardConsumer>(this, shard.shard_id(), checkpoint, iterator));
+    }
+    next_token = response.next_token();
+  } while (!next_token.empty());
+  return absl::OkStatus();
+}
+
+void MappingRunner::Impl::Start() {
+  for (auto& shard : shards_) shard->Start();
+  checkpointer_ = std::thread([this] { CheckpointLoop(); });
+  spdlog::info(
+      "{}: consuming {} shards of {} into function {} (batch {}, window {}, "
+      "parallelization {})",
+      log_name_, shards_.size(), options_.spec.stream, options_.spec.function,
+      options_.spec.batch_size, absl::FormatDuration(options_.spec.maximum_batching_window),
+      options_.spec.parallelization_factor);
+}
+
+bool MappingRunner::Impl::WriteCheckpoints() {
+  bool ok = true;
+  for (auto& shard : shards_) {
+    std::string sequence_number;
+    uint64_t version;
+    if (!shard->PendingCheckpoint(&sequence_number, &version)) continue;
+    v1::SetCheckpointRequest request;
+    request.set_consumer_name(options_.spec.Id());
+    request.set_stream_name(options_.spec.stream);
+    request.set_shard_id(shard->shard_id());
+    request.set_sequence_number(sequence_number);
+    v1::SetCheckpointResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, kRpcTimeout);
+    grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
+    if (status.ok()) {
+      shard->CheckpointWritten(version);
+    } else {
+      spdlog::warn("{} {}: checkpoint not written ({}); will retry", log_name_, shard->shard_id(),
+                   status.error_message());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+void MappingRunner::Impl::CheckpointLoop() {
+  // One write per shard whose checkpoint moved; completions that land meanwhile ride on the
+  // next write, so checkpoint cost does not grow with the record rate.
+  absl::Duration backoff = absl::ZeroDuration();
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return dirty_ || stopping_; };
+      mu_.Await(absl::Condition(&wake));
+      if (stopping_) return;
+      dirty_ = false;
+    }
+    if (WriteCheckpoints()) {
+      backoff = absl::ZeroDuration();
+    } else {
+      backoff = NextBackoff(backoff);
+      absl::SleepFor(backoff);
+      CheckpointMoved();
+    }
+  }
+}
+
+void MappingRunner::Impl::Stop(absl::Duration grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& shard : shards_) shard->RequestStop();
+  for (auto& shard : shards_) shard->Join();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (checkpointer_.joinable()) checkpointer_.join();
+  // Final checkpoints, so a restart does not repeat what finished.
+  const absl::Time deadline = absl::Now() + std::max(grace, absl::Seconds(5));
+  while (!WriteCheckpoints() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(100));
+  spdlog::info("{}: stopped", log_name_);
+}
+
+MappingRunner::MappingRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MappingRunner::~MappingRunner() { Stop(absl::Seconds(0)); }
+
+absl::StatusOr<std::unique_ptr<MappingRunner>> MappingRunner::Start(MappingRunnerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status status = impl->Init(); !status.ok()) {
+    return absl::Status(
+        status.code(), absl::StrCat("mapping ", impl->options().spec.Id(), ": ", status.message()));
+  }
+  impl->Start();
+  return std::unique_ptr<MappingRunner>(new MappingRunner(std::move(impl)));
+}
+
+void MappingRunner::Stop(absl::Duration grace) {
+  if (impl_) impl_->Stop(grace);
+}
+
+const MappingSpec& MappingRunner::spec() const { return impl_->options().spec; }
+
+}  // namespace runnel::poller

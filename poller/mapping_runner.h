@@ -1,0 +1,54 @@
+// Runs one event-source mapping: a consumer per shard that reads records (long-poll GetRecords,
+// or SubscribeToShard), spreads them over `parallelization_factor` lanes by a hash of the
+// partition key (so a key always stays in one lane, in order), batches them per lane by
+// Lambda's rules, invokes the function with at most one batch in flight per lane, and
+// checkpoints each shard at the highest sequence number below which every record is done.
+//
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "poller/config.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace runnel::runtime {
+class Function;
+}
+
+namespace runnel::poller {
+
+struct MappingRunnerOptions {
+  MappingSpec spec;
+  runtime::Function* function = nullptr;  // not owned; outlives the runner
+  std::shared_ptr<grpc::Channel> broker;  // where the stream and the checkpoints live
+  std::string region = "us-east-1";
+};
+
+class MappingRunner {
+ public:
+  // Lists the stream's shards, reads the mapping's checkpoints, and starts consuming. Each
+  // shard without a checkpoint starts at the mapping's starting position.
+  static absl::StatusOr<std::unique_ptr<MappingRunner>> Start(MappingRunnerOptions options);
+
+  // Stops reading, lets invocations in flight finish (a batch still running after `grace` is
+  // left unfinished and will be retried after a restart), and writes the final checkpoints.
+  void Stop(absl::Duration grace);
+  ~MappingRunner();
+
+  const MappingSpec& spec() const;
+
+  class Impl;
+
+ private:
+  explicit MappingRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace runnel::poller

@@ -1,0 +1,195 @@
+#include "poller/poller.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "poller/mapping_runner.h"
+#include "runnel/runtime/function.h"
+#include "runnel/v1/broker.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace runnel::poller {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+std::string SelfDirectory() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "" : self.parent_path().string();
+}
+
+}  // namespace
+
+std::vector<std::string> PluginSearchPath(const std::vector<std::string>& plugin_dirs,
+                                          const std::string& config_dir) {
+  std::vector<std::string> dirs = plugin_dirs;
+  if (const char* env = std::getenv("RUNNEL_PLUGIN_PATH"); env != nullptr) {
+    for (absl::string_view dir : absl::StrSplit(env, ':', absl::SkipEmpty())) {
+      dirs.emplace_back(dir);
+    }
+  }
+  if (std::string self = SelfDirectory(); !self.empty()) {
+    const fs::path prefix = fs::path(self).parent_path();
+    dirs.push_back((prefix / RUNNEL_INSTALL_LIBDIR / "runnel" / "handlers").string());  // installed
+    dirs.push_back((prefix / "handlers").string());  // a build tree: build/<preset>/handlers
+  }
+  dirs.push_back(config_dir.empty() ? "." : config_dir);
+  return dirs;
+}
+
+absl::StatusOr<std::string> FindPlugin(const std::string& plugin,
+                                       const std::vector<std::string>& search_dirs) {
+  if (plugin.find('/') != std::string::npos) return plugin;
+  std::vector<std::string> names = {plugin};
+  if (!plugin.ends_with(".so")) names.push_back(plugin + ".so");
+  for (const std::string& dir : search_dirs) {
+    for (const std::string& name : names) {
+      fs::path candidate = fs::path(dir) / name;
+      std::error_code ec;
+      if (fs::is_regular_file(candidate, ec)) return candidate.string();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("plugin '", plugin, "' not found in ",
+                                          absl::StrJoin(search_dirs, ", "),
+                                          " (name a path, or add --plugin-dir)"));
+}
+
+class Poller::Impl {
+ public:
+  explicit Impl(PollerOptions options)
+      : options_(std::move(options)), stub_(v1::StreamBroker::NewStub(options_.broker)) {}
+
+  absl::Status Init() {
+    const Config& config = options_.config;
+    const std::vector<std::string> search =
+        PluginSearchPath(options_.plugin_dirs, config.directory);
+    for (const FunctionSpec& spec : config.functions) {
+      runtime::FunctionConfig function = spec.config;
+      if (function.plugin_path.empty()) {
+        auto found = FindPlugin(function.plugin, search);
+        if (!found.ok()) {
+          return absl::Status(found.status().code(),
+                              absl::StrCat(spec.where.ToString(), ": function ", function.name,
+                                           ": ", found.status().message()));
+        }
+        function.plugin_path = *found;
+      }
+      if (function.worker_binary.empty()) function.worker_binary = options_.worker_binary;
+      auto loaded = runtime::Function::Load(function);
+      if (!loaded.ok()) {
+        return absl::Status(loaded.status().code(),
+                            absl::StrCat(spec.where.ToString(), ": function ", function.name, ": ",
+                                         loaded.status().message()));
+      }
+      functions_[function.name] = std::move(*loaded);
+    }
+    for (const StreamSpec& stream : config.streams) {
+      if (absl::Status status = EnsureStream(stream); !status.ok()) return status;
+    }
+    for (const MappingSpec& mapping : config.mappings) {
+      if (!mapping.enabled) {
+        spdlog::info("mapping {} is disabled", mapping.Id());
+        continue;
+      }
+      MappingRunnerOptions runner_options;
+      runner_options.spec = mapping;
+      runner_options.function = functions_.at(mapping.function).get();
+      runner_options.broker = options_.broker;
+      runner_options.region = options_.region;
+      auto runner = MappingRunner::Start(std::move(runner_options));
+      if (!runner.ok()) return runner.status();
+      runners_.push_back(std::move(*runner));
+    }
+    return absl::OkStatus();
+  }
+
+  void Stop(absl::Duration grace) {
+    for (auto& runner : runners_) runner->Stop(grace);
+  }
+
+  std::vector<std::string> Describe() const {
+    std::vector<std::string> lines;
+    for (const auto& runner : runners_) {
+      const MappingSpec& spec = runner->spec();
+      lines.push_back(absl::StrCat(spec.Id(), ": stream ", spec.stream, " -> function ",
+                                   spec.function, " (",
+                                   functions_.at(spec.function)->config().plugin_path, ")"));
+    }
+    return lines;
+  }
+
+ private:
+  // Kinesis-style streams are created with their shard count and retention; an existing stream
+  // with another shard count is refused rather than silently consumed differently.
+  absl::Status EnsureStream(const StreamSpec& stream) {
+    v1::DescribeStreamSummaryRequest describe;
+    describe.set_stream_name(stream.name);
+    v1::DescribeStreamSummaryResponse summary;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::Status status = stub_->DescribeStreamSummary(&context, describe, &summary);
+    if (status.ok()) {
+      const int shards = summary.stream_description_summary().open_shard_count();
+      if (shards != stream.shards) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(stream.where.ToString(), ": stream ", stream.name, " exists with ", shards,
+                         " shards, but the file declares ", stream.shards,
+                         "; change `shards` to match, or delete the stream"));
+      }
+      return absl::OkStatus();
+    }
+    if (status.error_code() != grpc::StatusCode::NOT_FOUND) {
+      return FromGrpc(status, absl::StrCat("stream ", stream.name));
+    }
+    if (!options_.create_streams) {
+      return absl::NotFoundError(absl::StrCat(stream.where.ToString(), ": stream ", stream.name,
+                                              " does not exist on the broker (create it with "
+                                              "`runnel stream create`, or use `runnel up`)"));
+    }
+    v1::CreateStreamRequest create;
+    create.set_stream_name(stream.name);
+    create.set_shard_count(stream.shards);
+    create.set_retention_period_hours(stream.retention_hours);
+    v1::CreateStreamResponse created;
+    grpc::ClientContext create_context;
+    create_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    status = stub_->CreateStream(&create_context, create, &created);
+    if (!status.ok() && status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+      return FromGrpc(status, absl::StrCat("create stream ", stream.name));
+    }
+    return absl::OkStatus();
+  }
+
+  PollerOptions options_;
+  std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  std::map<std::string, std::unique_ptr<runtime::Function>> functions_;
+  // Declared after functions_, so runners stop before the functions they call go away.
+  std::vector<std::unique_ptr<MappingRunner>> runners_;
+};
+
+Poller::Poller(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Poller::~Poller() = default;
+
+absl::StatusOr<std::unique_ptr<Poller>> Poller::Start(PollerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status status = impl->Init(); !status.ok()) return status;
+  return std::unique_ptr<Poller>(new Poller(std::move(impl)));
+}
+
+void Poller::Stop(absl::Duration grace) { impl_->Stop(grace); }
+
+std::vector<std::string> Poller::Describe() const { return impl_->Describe(); }
+
+}  // namespace runnel::poller

@@ -1,0 +1,65 @@
+// The poller: everything one YAML file declares, running. It loads the functions (so a bad
+// plugin stops start-up, not the first record), checks or creates the streams, and runs a
+// MappingRunner for each enabled mapping against a broker reached through a gRPC channel (the
+// network for `runnel poller`, the in-process channel for `runnel up`).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "poller/config.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace runnel::poller {
+
+struct PollerOptions {
+  Config config;
+  std::shared_ptr<grpc::Channel> broker;
+  // Folders searched for plugins named by file name (after --plugin-dir and RUNNEL_PLUGIN_PATH
+  // come the installed handlers folder, the handlers folder of a build tree beside this binary,
+  // and the YAML file's folder).
+  std::vector<std::string> plugin_dirs;
+  // Create the declared streams that do not exist (runnel up); otherwise they must exist.
+  bool create_streams = false;
+  std::string region = "us-east-1";
+  // The `runnel` binary for worker processes; empty: this executable.
+  std::string worker_binary;
+};
+
+// Finds a plugin: a value with a '/' is a path (relative to the YAML's folder); a bare name
+// (`order_processor` or `order_processor.so`) is looked up in each folder of `search_dirs`.
+// The error lists where it looked.
+absl::StatusOr<std::string> FindPlugin(const std::string& plugin,
+                                       const std::vector<std::string>& search_dirs);
+
+// Where bare plugin names are looked up, in order: `plugin_dirs`, $RUNNEL_PLUGIN_PATH
+// (colon-separated), the installed handlers folder (`<prefix>/lib/.../runnel/handlers` beside
+// this binary's `<prefix>/bin`), `<this binary's folder>/../handlers` (a build tree), and
+// `config_dir`.
+std::vector<std::string> PluginSearchPath(const std::vector<std::string>& plugin_dirs,
+                                          const std::string& config_dir);
+
+class Poller {
+ public:
+  static absl::StatusOr<std::unique_ptr<Poller>> Start(PollerOptions options);
+  // Stops every mapping (see MappingRunner::Stop).
+  void Stop(absl::Duration grace);
+  ~Poller();
+
+  // One line per running mapping, for the start-up banner.
+  std::vector<std::string> Describe() const;
+
+  class Impl;
+
+ private:
+  explicit Poller(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace runnel::poller

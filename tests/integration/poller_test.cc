@@ -1,0 +1,299 @@
+// The poller end to end: `runnel up` processes running a YAML file whose mapping feeds the echo
+// handler, which appends every record it sees to a file. Checks per-key order under several
+// parallelization factors, resumption after a clean restart (no duplicates) and after SIGKILL
+// (nothing lost, duplicates only from batches in flight), and every starting position.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_support.h"
+
+namespace runnel::testing {
+namespace {
+
+constexpr char kEchoPlugin[] = RUNNEL_BUILD_DIR "/handlers/echo.so";
+
+struct EchoLine {
+  std::string sequence_number;
+  std::string key;
+  std::string data;
+};
+
+std::vector<EchoLine> ReadEcho(const std::string& path) {
+  std::vector<EchoLine> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> parts = absl::StrSplit(line, '\t');
+    if (parts.size() == 3) lines.push_back({parts[0], parts[1], parts[2]});
+  }
+  return lines;
+}
+
+struct MappingYaml {
+  std::string function = "echo";
+  std::string echo_file;
+  std::string extra;  // more mapping keys, indented for the mapping entry
+  std::string isolation = "in_process";
+};
+
+std::string Yaml(int shards, const std::vector<MappingYaml>& mappings) {
+  std::string yaml =
+      absl::StrCat("streams:\n  - name: events\n    shards: ", shards, "\nfunctions:\n");
+  for (const auto& m : mappings) {
+    absl::StrAppend(&yaml, "  - name: ", m.function, "\n    plugin: ", kEchoPlugin,
+                    "\n    isolation: ", m.isolation,
+                    "\n    environment:\n      ECHO_FILE: ", m.echo_file, "\n");
+  }
+  absl::StrAppend(&yaml, "event_source_mappings:\n");
+  for (const auto& m : mappings) {
+    absl::StrAppend(&yaml, "  - function: ", m.function, "\n    stream: events\n", m.extra);
+  }
+  return yaml;
+}
+
+class UpProcess {
+ public:
+  static std::unique_ptr<UpProcess> Start(const std::string& yaml_path,
+                                          const std::string& data_dir) {
+    auto up = std::make_unique<UpProcess>();
+    const std::string ready = data_dir + ".ready";
+    std::filesystem::remove(ready);
+    auto process =
+        ChildProcess::Start({RUNNEL_BINARY, "up", "-f", yaml_path, "--listen", "127.0.0.1:0",
+                             "--data-dir", data_dir, "--ready-file", ready},
+                            data_dir + ".log");
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return nullptr;
+    up->process_ = std::move(*process);
+    bool ready_in_time = WaitFor(
+        [&] {
+          std::ifstream in(ready);
+          return static_cast<bool>(std::getline(in, up->address_)) && !up->address_.empty();
+        },
+        absl::Seconds(60));
+    EXPECT_TRUE(ready_in_time) << "runnel up did not start; see " << data_dir << ".log";
+    if (!ready_in_time) return nullptr;
+    up->stub_ = v1::StreamBroker::NewStub(broker::MakeBrokerChannel(up->address_));
+    return up;
+  }
+  v1::StreamBroker::Stub& stub() { return *stub_; }
+  ChildProcess& process() { return *process_; }
+
+ private:
+  std::unique_ptr<ChildProcess> process_;
+  std::string address_;
+  std::unique_ptr<v1::StreamBroker::Stub> stub_;
+};
+
+// Puts `per_key` records for each of `keys` keys, data "<key>#<n>", round-robin over keys.
+void Produce(v1::StreamBroker::Stub& stub, int keys, int per_key, int first = 0) {
+  std::vector<std::pair<std::string, std::string>> batch;
+  for (int n = first; n < first + per_key; ++n) {
+    for (int k = 0; k < keys; ++k) {
+      batch.push_back({absl::StrCat("key-", k), absl::StrCat("key-", k, "#", n)});
+      if (batch.size() == 500) {
+        grpc::Status status;
+        auto response = PutRecords(stub, "events", batch, &status);
+        ASSERT_TRUE(status.ok()) << status.error_message();
+        ASSERT_EQ(response.failed_record_count(), 0);
+        batch.clear();
+      }
+    }
+  }
+  if (!batch.empty()) {
+    grpc::Status status;
+    PutRecords(stub, "events", batch, &status);
+    ASSERT_TRUE(status.ok());
+  }
+}
+
+// Every record exactly `expected_per_key` times per key once duplicates are removed, each key's
+// first deliveries in put order. Returns the number of duplicate deliveries.
+int CheckDelivery(const std::vector<EchoLine>& lines, int keys, int expected_per_key) {
+  std::map<std::string, std::vector<int>> firsts;
+  std::set<std::string> seen;
+  int duplicates = 0;
+  std::map<std::string, std::string> last_sequence;
+  for (const EchoLine& line : lines) {
+    if (!seen.insert(line.sequence_number).second) {
+      ++duplicates;
+      continue;
+    }
+    std::vector<std::string> parts = absl::StrSplit(line.data, '#');
+    EXPECT_EQ(parts.size(), 2u);
+    EXPECT_EQ(parts[0], line.key);
+    int n = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(parts[1], &n));
+    firsts[line.key].push_back(n);
+    EXPECT_LT(last_sequence[line.key], line.sequence_number) << "key " << line.key;
+    last_sequence[line.key] = line.sequence_number;
+  }
+  EXPECT_EQ(firsts.size(), static_cast<size_t>(keys));
+  for (const auto& [key, ns] : firsts) {
+    EXPECT_EQ(ns.size(), static_cast<size_t>(expected_per_key)) << key;
+    for (size_t i = 0; i < ns.size(); ++i) EXPECT_EQ(ns[i], static_cast<int>(i)) << key;
+  }
+  return duplicates;
+}
+
+size_t UniqueLines(const std::string& path) {
+  std::set<std::string> unique;
+  for (const EchoLine& line : ReadEcho(path)) unique.insert(line.sequence_number);
+  return unique.size();
+}
+
+class PollerOrderTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(PollerOrderTest, EveryKeyInOrderNothingMissingNoDuplicates) {
+  const int parallelization = GetParam();
+  TempDir dir(absl::StrCat("poller-order-", parallelization));
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      4, {{.echo_file = echo,
+           .extra = absl::StrCat(
+               "    batch_size: 100\n    parallelization_factor: ", parallelization, "\n")}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  constexpr int kKeys = 10'000, kPerKey = 2;
+  Produce(up->stub(), kKeys, kPerKey);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= kKeys * kPerKey; }, absl::Seconds(120)))
+      << UniqueLines(echo) << " of " << kKeys * kPerKey;
+  EXPECT_EQ(CheckDelivery(ReadEcho(echo), kKeys, kPerKey), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(ParallelizationFactors, PollerOrderTest, ::testing::Values(1, 2, 10));
+
+TEST(PollerRestartTest, CleanRestartResumesFromTheCheckpointWithoutDuplicates) {
+  TempDir dir("poller-restart");
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml"))
+      << Yaml(2, {{.echo_file = echo, .extra = "    batch_size: 50\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 100, 10);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 1000; }, absl::Seconds(60)));
+  up->process().Signal(SIGTERM);
+  auto status = up->process().Wait(absl::Seconds(60));
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 100, 10, 10);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 2000; }, absl::Seconds(60)));
+  EXPECT_EQ(CheckDelivery(ReadEcho(echo), 100, 20), 0);
+}
+
+TEST(PollerRestartTest, SigkillLosesNothingAndRepeatsOnlyWhatWasNotCheckpointed) {
+  TempDir dir("poller-kill");
+  const std::string echo = dir.File("echo.out");
+  constexpr int kBatch = 20, kParallelization = 2, kShards = 2;
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      kShards, {{.echo_file = echo,
+                 .extra = absl::StrCat("    batch_size: ", kBatch,
+                                       "\n    parallelization_factor: ", kParallelization, "\n"),
+                 .isolation = "process"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 200, 20);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 1000; }, absl::Seconds(60)));
+  up->process().Signal(SIGKILL);
+  ASSERT_TRUE(up->process().Wait(absl::Seconds(30)).ok());
+  up.reset();
+  const size_t delivered_before = ReadEcho(echo).size();
+
+  // What the poller had checkpointed when it died: the restart resumes right after it.
+  std::map<std::string, std::string> checkpoints;
+  {
+    auto broker = BrokerProcess::Start(dir.File("data"));
+    ASSERT_TRUE(broker.ok()) << broker.status();
+    v1::ListCheckpointsRequest request;
+    request.set_consumer_name("events/echo");
+    request.set_stream_name("events");
+    v1::ListCheckpointsResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    ASSERT_TRUE((*broker)->Stub()->ListCheckpoints(&context, request, &response).ok());
+    for (const auto& checkpoint : response.checkpoints()) {
+      checkpoints[checkpoint.shard_id()] = checkpoint.sequence_number();
+    }
+  }
+  EXPECT_FALSE(checkpoints.empty()) << "nothing was checkpointed before the kill";
+
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 4000; }, absl::Seconds(120)))
+      << UniqueLines(echo);
+  const std::vector<EchoLine> lines = ReadEcho(echo);
+  CheckDelivery(lines, 200, 20);
+  // Every record delivered again after the restart lies after its shard's checkpoint: only what
+  // had not been checkpointed is repeated.
+  std::set<std::string> before;
+  for (size_t i = 0; i < delivered_before; ++i) before.insert(lines[i].sequence_number);
+  int repeated = 0;
+  for (size_t i = delivered_before; i < lines.size(); ++i) {
+    const std::string& sequence = lines[i].sequence_number;
+    if (!before.contains(sequence)) continue;
+    ++repeated;
+    const std::string shard = absl::StrCat("shardId-000000", sequence.substr(21, 6));
+    EXPECT_GT(sequence, checkpoints[shard]) << "a checkpointed record was delivered again";
+  }
+  RecordProperty("repeated_after_kill", repeated);
+}
+
+TEST(PollerStartingPositionTest, TrimHorizonLatestAndAtTimestamp) {
+  TempDir dir("poller-start");
+  // First run: a broker with the stream and old records, no mappings yet.
+  std::ofstream(dir.File("empty.yaml")) << "streams:\n  - name: events\n    shards: 1\n";
+  auto up = UpProcess::Start(dir.File("empty.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 1, 5);  // key-0#0 .. key-0#4
+  up->process().Signal(SIGTERM);
+  ASSERT_TRUE(up->process().Wait(absl::Seconds(60)).ok());
+  absl::SleepFor(absl::Milliseconds(20));  // arrival times are in milliseconds
+  const absl::Time mark = absl::Now();
+  absl::SleepFor(absl::Milliseconds(20));
+
+  std::ofstream(dir.File("up.yaml"))
+      << Yaml(1, {{.function = "horizon",
+                   .echo_file = dir.File("horizon.out"),
+                   .extra = "    starting_position: TRIM_HORIZON\n"},
+                  {.function = "latest",
+                   .echo_file = dir.File("latest.out"),
+                   .extra = "    starting_position: LATEST\n"},
+                  {.function = "at_time",
+                   .echo_file = dir.File("at_time.out"),
+                   .extra = absl::StrCat(
+                       "    starting_position: AT_TIMESTAMP\n", "    starting_position_timestamp: ",
+                       absl::FormatTime(absl::RFC3339_full, mark, absl::UTCTimeZone()), "\n")}});
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 1, 3, 5);  // key-0#5 .. key-0#7
+  ASSERT_TRUE(
+      WaitFor([&] { return UniqueLines(dir.File("horizon.out")) >= 8; }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(dir.File("latest.out")) >= 3; }, absl::Seconds(60)));
+  ASSERT_TRUE(
+      WaitFor([&] { return UniqueLines(dir.File("at_time.out")) >= 3; }, absl::Seconds(60)));
+  auto data = [](const std::vector<EchoLine>& lines) {
+    std::vector<std::string> out;
+    for (const auto& line : lines) out.push_back(line.data);
+    return out;
+  };
+  EXPECT_EQ(data(ReadEcho(dir.File("horizon.out"))).size(), 8u);
+  EXPECT_EQ(data(ReadEcho(dir.File("latest.out"))),
+            (std::vector<std::string>{"key-0#5", "key-0#6", "key-0#7"}));
+  EXPECT_EQ(data(ReadEcho(dir.File("at_time.out"))),
+            (std::vector<std::string>{"key-0#5", "key-0#6", "key-0#7"}));
+}
+
+}  // namespace
+}  // namespace runnel::testing
