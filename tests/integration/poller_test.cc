@@ -173,6 +173,27 @@ TEST_P(PollerOrderTest, EveryKeyInOrderNothingMissingNoDuplicates) {
 
 INSTANTIATE_TEST_SUITE_P(ParallelizationFactors, PollerOrderTest, ::testing::Values(1, 2, 10));
 
+TEST(PollerFanOutTest, PushedRecordsArriveInOrderAfterThePolledCatchUp) {
+  TempDir dir("poller-fan-out");
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      2, {{.echo_file = echo, .extra = "    consumer: fan_out\n    parallelization_factor: 2\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 100, 5);  // read by polling: the catch-up
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 500; }, absl::Seconds(60)));
+  // Now subscribed: these are pushed, one put at a time.
+  for (int n = 5; n < 10; ++n) Produce(up->stub(), 100, 1, n);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 1000; }, absl::Seconds(60)))
+      << UniqueLines(echo);
+  EXPECT_EQ(CheckDelivery(ReadEcho(echo), 100, 10), 0);
+  std::ifstream log(dir.File("data") + ".log");
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("(SubscribeToShard)"), std::string::npos)
+      << "the consumer never switched to pushed records";
+}
+
 TEST(PollerRestartTest, CleanRestartResumesFromTheCheckpointWithoutDuplicates) {
   TempDir dir("poller-restart");
   const std::string echo = dir.File("echo.out");
@@ -248,6 +269,37 @@ TEST(PollerRestartTest, SigkillLosesNothingAndRepeatsOnlyWhatWasNotCheckpointed)
     EXPECT_GT(sequence, checkpoints[shard]) << "a checkpointed record was delivered again";
   }
   RecordProperty("repeated_after_kill", repeated);
+}
+
+TEST(PollerFilterTest, OnlyMatchingRecordsAreInvokedAndTheRestCountAsProcessed) {
+  TempDir dir("poller-filter");
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml"))
+      << Yaml(1, {{.echo_file = echo, .extra = "    filters:\n      - data: {keep: [true]}\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  std::vector<std::pair<std::string, std::string>> records;
+  for (int n = 0; n < 100; ++n) {
+    records.push_back(
+        {"k", absl::StrCat("{\"keep\":", n % 3 == 0 ? "true" : "false", ",\"n\":", n, "}")});
+  }
+  records.push_back({"k", "not json"});
+  records.push_back({"k", "{\"keep\":true,\"n\":100}"});
+  grpc::Status status;
+  PutRecords(up->stub(), "events", records, &status);
+  ASSERT_TRUE(status.ok());
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 35; }, absl::Seconds(60)));
+  // The filtered-out records still moved the checkpoint: a clean restart delivers nothing again.
+  up->process().Signal(SIGTERM);
+  ASSERT_TRUE(up->process().Wait(absl::Seconds(60)).ok());
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  PutRecords(up->stub(), "events", {{"k", "{\"keep\":true,\"n\":101}"}}, &status);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 36; }, absl::Seconds(60)));
+  const std::vector<EchoLine> lines = ReadEcho(echo);
+  ASSERT_EQ(lines.size(), 36u);
+  for (const EchoLine& line : lines) EXPECT_NE(line.data.find("\"keep\":true"), std::string::npos);
+  EXPECT_NE(lines.back().data.find("\"n\":101"), std::string::npos);
 }
 
 TEST(PollerStartingPositionTest, TrimHorizonLatestAndAtTimestamp) {
