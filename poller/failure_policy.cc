@@ -50,7 +50,11 @@ std::string FailurePolicy::Action::ToString() const {
 
 FailurePolicy::FailurePolicy(FailurePolicyOptions options, std::vector<PolicyRecord> records)
     : options_(options), records_(std::move(records)) {
-  if (!records_.empty()) segments_.push_back(Segment{0, records_.size()});
+  if (!records_.empty()) {
+    Segment whole;
+    whole.end = records_.size();
+    segments_.push_back(std::move(whole));
+  }
 }
 
 int64_t FailurePolicy::BackoffMs() const {

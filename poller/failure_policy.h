@@ -184,8 +184,8 @@ class FailurePolicy {
 
  private:
   struct Segment {
-    size_t begin;
-    size_t end;
+    size_t begin = 0;
+    size_t end = 0;
     int count = 0;  // failed attempts (function errors and partial failures) of this segment
     LastResponse last = LastResponse::kNone;
     std::string error_type;

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -20,6 +21,11 @@ struct Result {
   std::string err;
 };
 
+// ctest runs each test in its own process, several at once: every name carries the pid.
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/" + std::to_string(::getpid()) + "-" + name;
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -28,8 +34,8 @@ std::string ReadAll(const std::string& path) {
 }
 
 Result RunRunnel(const std::string& args) {
-  std::string out = ::testing::TempDir() + "/validate_cli_out";
-  std::string err = ::testing::TempDir() + "/validate_cli_err";
+  std::string out = TempPath("validate_cli_out");
+  std::string err = TempPath("validate_cli_err");
   std::string command =
       std::string("'") + RUNNEL_BINARY + "' " + args + " >'" + out + "' 2>'" + err + "'";
   int status = std::system(command.c_str());
@@ -41,7 +47,7 @@ Result RunRunnel(const std::string& args) {
 }
 
 std::string WriteFile(const std::string& name, const std::string& text) {
-  std::string path = ::testing::TempDir() + "/" + name;
+  std::string path = TempPath(name);
   std::ofstream(path) << text;
   return path;
 }
