@@ -13,6 +13,9 @@
 #include "google/protobuf/util/time_util.h"
 #include "poller/batcher.h"
 #include "poller/completion_tracker.h"
+#include "poller/destination.h"
+#include "poller/failure_policy.h"
+#include "poller/failure_record.h"
 #include "poller/filter.h"
 #include "runnel/runtime/function.h"
 #include "runnel/v1/broker.grpc.pb.h"
@@ -90,6 +93,7 @@ class MappingRunner::Impl {
   v1::StreamBroker::Stub& stub() { return *stub_; }
   const std::string& stream_arn() const { return stream_arn_; }
   const FilterSet& filters() const { return filters_; }
+  FailureDestination* destination() const { return destination_.get(); }
   const std::string& log_name() const { return log_name_; }
 
  private:
@@ -102,6 +106,7 @@ class MappingRunner::Impl {
   std::string stream_arn_;
   std::string log_name_;
   FilterSet filters_;
+  std::unique_ptr<FailureDestination> destination_;  // null: none configured
   std::vector<std::unique_ptr<ShardConsumer>> shards_;
 
   absl::Mutex mu_;
@@ -254,7 +259,7 @@ class ShardConsumer {
       }
       backoff = absl::ZeroDuration();
       iterator = response.next_shard_iterator();
-      for (v1::Record& record : *response.mutable_records()) Dispatch(std::move(record));
+      Dispatch(response.mutable_records());
       // fan_out: once caught up by polling (which also settles where LATEST or AT_TIMESTAMP
       // start), switch to records pushed by SubscribeToShard. If the subscription ends, poll
       // from where it left off and subscribe again.
@@ -297,7 +302,7 @@ class ShardConsumer {
                  resume_after_);
     v1::SubscribeToShardEvent event;
     while (!stopping_ && reader->Read(&event)) {
-      for (v1::Record& record : *event.mutable_records()) Dispatch(std::move(record));
+      Dispatch(event.mutable_records());
       // gRPC's flow control holds the broker back while we wait for room.
       while (!stopping_ && WaitForRoom() == 0) {
       }
@@ -314,28 +319,53 @@ class ShardConsumer {
     }
   }
 
-  void Dispatch(v1::Record&& record) {
-    resume_after_ = record.sequence_number();
-    const uint64_t ordinal = next_ordinal_++;
-    // A record no filter lets through is not invoked and counts as processed (B.10).
-    const bool filtered_out =
-        !runner_->filters().empty() && !runner_->filters().Matches(record.data());
+  // Hands the records of one response (or pushed event) to their lanes: the shard's bookkeeping
+  // under one lock, then each lane's share under one lock of that lane, so that a lane wakes
+  // once per response, not once per record (which made batches of a few records at high rates).
+  void Dispatch(google::protobuf::RepeatedPtrField<v1::Record>* records) {
+    if (records->empty()) return;
+    resume_after_ = records->Get(records->size() - 1).sequence_number();
+    const absl::Time now = absl::Now();
+    // The lane of each record, or -1 when no filter lets it through: such a record is not
+    // invoked and counts as processed (B.10).
+    std::vector<int> lane_of(static_cast<size_t>(records->size()));
+    bool filtered = false;
+    for (int i = 0; i < records->size(); ++i) {
+      const v1::Record& record = records->Get(i);
+      if (!runner_->filters().empty() && !runner_->filters().Matches(record.data())) {
+        lane_of[i] = -1;
+        filtered = true;
+      } else {
+        lane_of[i] = static_cast<int>(LaneHash(record.partition_key()) % lanes_.size());
+      }
+    }
+    const uint64_t first_ordinal = next_ordinal_;
+    next_ordinal_ += static_cast<uint64_t>(records->size());
     {
       absl::MutexLock lock(&mu_);
-      tracker_.Dispatched(ordinal, record.sequence_number());
-      if (filtered_out) {
-        tracker_.Completed(ordinal);
-        runner_->CheckpointMoved();
-        return;
+      for (int i = 0; i < records->size(); ++i) {
+        const uint64_t ordinal = first_ordinal + static_cast<uint64_t>(i);
+        tracker_.Dispatched(ordinal, records->Get(i).sequence_number());
+        if (lane_of[i] < 0) {
+          tracker_.Completed(ordinal);
+        } else {
+          ++buffered_;
+        }
       }
-      ++buffered_;
+      if (filtered) runner_->CheckpointMoved();
     }
-    Lane& lane = *lanes_[LaneHash(record.partition_key()) % lanes_.size()];
-    const size_t bytes = EventBytes(record.partition_key().size(), record.data().size(),
-                                    record.sequence_number().size());
-    absl::MutexLock lock(&lane.mu);
-    lane.batcher.Add(bytes, absl::Now());
-    lane.records.push_back({std::move(record), ordinal});
+    for (size_t l = 0; l < lanes_.size(); ++l) {
+      Lane& lane = *lanes_[l];
+      absl::MutexLock lock(&lane.mu);
+      for (int i = 0; i < records->size(); ++i) {
+        if (lane_of[i] != static_cast<int>(l)) continue;
+        v1::Record& record = *records->Mutable(i);
+        lane.batcher.Add(EventBytes(record.partition_key().size(), record.data().size(),
+                                    record.sequence_number().size()),
+                         now);
+        lane.records.push_back({std::move(record), first_ordinal + static_cast<uint64_t>(i)});
+      }
+    }
   }
 
   void LaneLoop(Lane& lane) {
@@ -364,41 +394,123 @@ class ShardConsumer {
           lane.mu.AwaitWithDeadline(absl::Condition(&changed), lane.batcher.Deadline());
         }
       }
-      if (!Process(batch)) return;  // stopped before the batch succeeded
-      absl::MutexLock lock(&mu_);
-      for (const QueuedRecord& queued : batch) tracker_.Completed(queued.ordinal);
-      buffered_ -= batch.size();
-      runner_->CheckpointMoved();
+      // Process marks records done as the failure policy settles them; when stopped first,
+      // the rest stays unfinished and is read again after a restart.
+      if (!Process(batch)) return;
     }
+  }
+
+  void MarkDone(const std::vector<QueuedRecord>& batch, size_t begin, size_t end) {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = begin; i < end; ++i) tracker_.Completed(batch[i].ordinal);
+    buffered_ -= end - begin;
+    runner_->CheckpointMoved();
+  }
+
+  // Sleeps until `until_ms` (Unix milliseconds); false when stopped first.
+  bool SleepUntil(int64_t until_ms) {
+    while (absl::ToUnixMillis(absl::Now()) < until_ms) {
+      if (stopping_) return false;
+      absl::SleepFor(std::min(absl::Milliseconds(20),
+                              absl::Milliseconds(until_ms - absl::ToUnixMillis(absl::Now()))));
+    }
+    return true;
+  }
+
+  // Writes the on-failure record of a discarded range, retrying until it is stored: the
+  // checkpoint must not pass records that are neither processed nor recorded. False when stopped
+  // first.
+  bool RecordDiscard(const FailurePolicy::Action& discard,
+                     std::span<const runtime::RecordView> records) {
+    const MappingSpec& spec = spec_;
+    const std::string function_arn = absl::StrCat("arn:aws:lambda:", runner_->options().region,
+                                                  ":000000000000:function:", spec.function);
+    const std::string& role = runner_->options().function->config().role;
+    FailureRecordContext context{function_arn, shard_id_, runner_->stream_arn(),
+                                 runner_->options().region,
+                                 role.empty() ? runtime::kDefaultRoleArn : role};
+    const FailureRecord record =
+        MakeFailureRecord(discard, records.subspan(discard.begin, discard.size()), context,
+                          absl::ToUnixMillis(absl::Now()), discard.request_id);
+    FailureDestination* destination = runner_->destination();
+    if (destination == nullptr) {
+      // As Lambda without a destination: the records are dropped, but not silently.
+      spdlog::error(
+          "{}: discarded {} records {}..{} ({}, {} invocations, last error {}: {}); no "
+          "on_failure destination is set",
+          log_name_, discard.size(), record.start_sequence_number, record.end_sequence_number,
+          record.condition, discard.approximate_invoke_count, discard.error_type,
+          discard.error_message);
+      return true;
+    }
+    absl::Duration backoff = absl::ZeroDuration();
+    for (;;) {
+      absl::Status status = destination->Write(record);
+      if (status.ok()) break;
+      backoff = NextBackoff(backoff);
+      spdlog::error(
+          "{}: cannot write {} discarded records to {} ({}); the shard waits and "
+          "retries in {}",
+          log_name_, discard.size(), destination->Describe(), status.ToString(),
+          absl::FormatDuration(backoff));
+      if (!SleepUntil(absl::ToUnixMillis(absl::Now() + backoff))) return false;
+    }
+    spdlog::warn("{}: discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
+                 log_name_, discard.size(), record.start_sequence_number,
+                 record.end_sequence_number, destination->Describe(), record.condition,
+                 discard.approximate_invoke_count, discard.error_type, discard.error_message);
+    return true;
   }
 
   // Invokes the function on `batch` until it succeeds. Returns false when stopped first (the
   // batch stays unfinished and is read again after a restart).
+  // Runs one batch through Lambda's failure semantics (FailurePolicy): invocations, retries,
+  // bisection, partial responses, record age and discards. Returns false when stopped first.
   bool Process(const std::vector<QueuedRecord>& batch) {
     std::vector<runtime::RecordView> views;
+    std::vector<PolicyRecord> policy_records;
     views.reserve(batch.size());
+    policy_records.reserve(batch.size());
     for (const QueuedRecord& queued : batch) {
       const v1::Record& record = queued.record;
-      views.push_back({record.partition_key(), record.sequence_number(), record.data(),
-                       TimeUtil::TimestampToMilliseconds(record.approximate_arrival_timestamp())});
+      const int64_t arrival =
+          TimeUtil::TimestampToMilliseconds(record.approximate_arrival_timestamp());
+      views.push_back({record.partition_key(), record.sequence_number(), record.data(), arrival});
+      policy_records.push_back({record.sequence_number(), arrival});
     }
+    FailurePolicy policy(FailurePolicyOptions::FromSpec(spec_), std::move(policy_records));
     runtime::InvokeRequest request;
     request.shard_id = shard_id_;
     request.event_source_arn = runner_->stream_arn();
     request.aws_region = runner_->options().region;
-    request.records = views;
-    absl::Duration backoff = absl::ZeroDuration();
-    for (int attempt = 1;; ++attempt) {
-      request.attempt = attempt;
-      runtime::InvokeResult result = runner_->options().function->Invoke(request);
-      if (result.ok()) return true;
-      spdlog::warn("{}: invocation {} of {} records failed ({}: {}); retrying", log_name_, attempt,
-                   batch.size(), result.error_type, result.error_message);
-      backoff = NextBackoff(backoff);
-      const absl::Time until = absl::Now() + backoff;
-      while (absl::Now() < until) {
-        if (stopping_) return false;
-        absl::SleepFor(absl::Milliseconds(20));
+    const std::span<const runtime::RecordView> records(views);
+    for (;;) {
+      const FailurePolicy::Action action = policy.Next(absl::ToUnixMillis(absl::Now()));
+      switch (action.kind) {
+        case FailurePolicy::Action::Kind::kFinished:
+          return true;
+        case FailurePolicy::Action::Kind::kDone:
+          MarkDone(batch, action.begin, action.end);
+          break;
+        case FailurePolicy::Action::Kind::kWait:
+          if (!SleepUntil(action.until_ms)) return false;
+          break;
+        case FailurePolicy::Action::Kind::kDiscard:
+          if (!RecordDiscard(action, records)) return false;
+          MarkDone(batch, action.begin, action.end);
+          break;
+        case FailurePolicy::Action::Kind::kInvoke: {
+          if (stopping_ && action.attempt > 1) return false;  // no new retries while stopping
+          request.records = records.subspan(action.begin, action.size());
+          request.attempt = action.attempt;
+          runtime::InvokeResult result = runner_->options().function->Invoke(request);
+          if (!result.ok() && result.status != runtime::InvokeStatus::kBatchItemFailures) {
+            spdlog::warn("{}: invocation #{} of {} records failed ({}: {})", log_name_,
+                         action.attempt, action.size(), result.error_type, result.error_message);
+          }
+          policy.OnResult(result);
+          break;
+        }
       }
     }
   }
@@ -449,6 +561,7 @@ absl::Status MappingRunner::Impl::Init() {
   std::vector<std::string> patterns;
   for (const FilterSpec& filter : spec.filters) patterns.push_back(filter.pattern_json);
   ASSIGN_OR_RETURN(filters_, FilterSet::Compile(patterns));
+  ASSIGN_OR_RETURN(destination_, MakeFailureDestination(spec.on_failure, options_.broker));
   auto to_status = [](const grpc::Status& status) {
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
   };
@@ -507,17 +620,6 @@ absl::Status MappingRunner::Impl::Init() {
 
 void MappingRunner::Impl::Start() {
   const MappingSpec& spec = options_.spec;
-  if (spec.bisect_batch_on_error || spec.retry_attempts != -1 ||
-      spec.max_record_age != absl::InfiniteDuration() ||
-      spec.on_failure.kind != OnFailureDestination::Kind::kNone ||
-      spec.report_batch_item_failures) {
-    // Said loudly rather than silently ignored until the failure policy lands.
-    spdlog::warn(
-        "{}: bisect_batch_on_error, retry_attempts, max_record_age, on_failure and "
-        "report_batch_item_failures are not applied yet: a failed batch is retried "
-        "with back-off until it succeeds",
-        log_name_);
-  }
   for (auto& shard : shards_) shard->Start();
   checkpointer_ = std::thread([this] { CheckpointLoop(); });
   spdlog::info(

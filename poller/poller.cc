@@ -98,6 +98,22 @@ class Poller::Impl {
     for (const StreamSpec& stream : config.streams) {
       if (absl::Status status = EnsureStream(stream); !status.ok()) return status;
     }
+    // A stream named only as an on_failure destination is created on start (1 shard, 7 days:
+    // long enough to inspect and redrive what failed).
+    for (const MappingSpec& mapping : config.mappings) {
+      if (mapping.on_failure.kind != OnFailureDestination::Kind::kStream) continue;
+      bool declared = false;
+      for (const StreamSpec& stream : config.streams)
+        declared |= stream.name == mapping.on_failure.target;
+      if (declared) continue;
+      StreamSpec destination{.name = mapping.on_failure.target,
+                             .shards = 1,
+                             .retention_hours = 168,
+                             .where = mapping.where};
+      if (absl::Status status = EnsureStream(destination, /*is_destination=*/true); !status.ok()) {
+        return status;
+      }
+    }
     for (const MappingSpec& mapping : config.mappings) {
       if (!mapping.enabled) {
         spdlog::info("mapping {} is disabled", mapping.Id());
@@ -133,7 +149,7 @@ class Poller::Impl {
  private:
   // Kinesis-style streams are created with their shard count and retention; an existing stream
   // with another shard count is refused rather than silently consumed differently.
-  absl::Status EnsureStream(const StreamSpec& stream) {
+  absl::Status EnsureStream(const StreamSpec& stream, bool is_destination = false) {
     v1::DescribeStreamSummaryRequest describe;
     describe.set_stream_name(stream.name);
     v1::DescribeStreamSummaryResponse summary;
@@ -142,7 +158,7 @@ class Poller::Impl {
     grpc::Status status = stub_->DescribeStreamSummary(&context, describe, &summary);
     if (status.ok()) {
       const int shards = summary.stream_description_summary().open_shard_count();
-      if (shards != stream.shards) {
+      if (shards != stream.shards && !is_destination) {
         return absl::FailedPreconditionError(
             absl::StrCat(stream.where.ToString(), ": stream ", stream.name, " exists with ", shards,
                          " shards, but the file declares ", stream.shards,
@@ -153,7 +169,7 @@ class Poller::Impl {
     if (status.error_code() != grpc::StatusCode::NOT_FOUND) {
       return FromGrpc(status, absl::StrCat("stream ", stream.name));
     }
-    if (!options_.create_streams) {
+    if (!options_.create_streams && !is_destination) {
       return absl::NotFoundError(absl::StrCat(stream.where.ToString(), ": stream ", stream.name,
                                               " does not exist on the broker (create it with "
                                               "`runnel stream create`, or use `runnel up`)"));

@@ -302,6 +302,104 @@ TEST(PollerFilterTest, OnlyMatchingRecordsAreInvokedAndTheRestCountAsProcessed) 
   EXPECT_NE(lines.back().data.find("\"n\":101"), std::string::npos);
 }
 
+// A mapping of the poison handler (records carrying "POISON:fail" fail the invocation).
+std::string PoisonYaml(const std::string& on_failure, const std::string& extra = "") {
+  return absl::StrCat(
+      "streams:\n  - name: events\n    shards: 1\nfunctions:\n  - name: poison\n    plugin: ",
+      RUNNEL_BUILD_DIR, "/handlers/poison.so\n    isolation: in_process\n",
+      "event_source_mappings:\n  - function: poison\n    stream: events\n",
+      "    batch_size: 8\n    maximum_batching_window: 2s\n    bisect_batch_on_error: true\n",
+      "    retry_attempts: 2\n    on_failure: ", on_failure, "\n", extra);
+}
+
+std::vector<std::string> FileLines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  return lines;
+}
+
+void PutEightWithPoisonAt(v1::StreamBroker::Stub& stub, int poison) {
+  std::vector<std::pair<std::string, std::string>> records;
+  for (int i = 0; i < 8; ++i) {
+    records.push_back(
+        {"k", i == poison ? absl::StrCat("r", i, " POISON:fail") : absl::StrCat("r", i)});
+  }
+  grpc::Status status;
+  PutRecords(stub, "events", records, &status);
+  ASSERT_TRUE(status.ok());
+}
+
+TEST(PollerFailureTest, APoisonRecordIsIsolatedAndRecordedWithItsPayload) {
+  TempDir dir("poller-poison");
+  const std::string dlq = dir.File("dlq.jsonl");
+  std::ofstream(dir.File("up.yaml")) << PoisonYaml("file:" + dlq);
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  PutEightWithPoisonAt(up->stub(), 5);
+  ASSERT_TRUE(WaitFor([&] { return !FileLines(dlq).empty(); }, absl::Seconds(60)));
+  std::vector<std::string> lines = FileLines(dlq);
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& record = lines[0];
+  EXPECT_NE(record.find("\"condition\":\"RetryAttemptsExhausted\""), std::string::npos) << record;
+  EXPECT_NE(record.find("\"approximateInvokeCount\":3"), std::string::npos) << record;
+  EXPECT_NE(record.find("\"batchSize\":1"), std::string::npos) << record;
+  EXPECT_NE(record.find("\"functionError\":\"Unhandled\""), std::string::npos) << record;
+  // The payload carries the record itself: "r5 POISON:fail" in base64.
+  EXPECT_NE(record.find("cjUgUE9JU09OOmZhaWw="), std::string::npos) << record;
+  // Everything was settled: after a clean restart nothing is retried or recorded again.
+  up->process().Signal(SIGTERM);
+  ASSERT_TRUE(up->process().Wait(absl::Seconds(60)).ok());
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  PutEightWithPoisonAt(up->stub(), 0);
+  ASSERT_TRUE(WaitFor([&] { return FileLines(dlq).size() >= 2; }, absl::Seconds(60)));
+  lines = FileLines(dlq);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("cjAgUE9JU09OOmZhaWw="), std::string::npos) << lines[1];
+}
+
+TEST(PollerFailureTest, AStreamDestinationGetsTheFailureRecord) {
+  TempDir dir("poller-dlq-stream");
+  std::ofstream(dir.File("up.yaml")) << PoisonYaml("stream:events-dlq");
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  PutEightWithPoisonAt(up->stub(), 2);
+  std::vector<v1::Record> records;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        records = ReadShard(up->stub(), "events-dlq", "shardId-000000000000");
+        return !records.empty();
+      },
+      absl::Seconds(60)));
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].partition_key(), "shardId-000000000000");
+  EXPECT_NE(records[0].data().find("\"KinesisBatchInfo\""), std::string::npos);
+  EXPECT_NE(records[0].data().find("cjIgUE9JU09OOmZhaWw="), std::string::npos);
+}
+
+TEST(PollerFailureTest, AnUnwritableDestinationStallsTheShardUntilItCanWrite) {
+  TempDir dir("poller-dlq-stall");
+  const std::string dlq = dir.File("later/dlq.jsonl");  // its folder does not exist yet
+  std::ofstream(dir.File("up.yaml")) << PoisonYaml("file:" + dlq);
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  PutEightWithPoisonAt(up->stub(), 3);
+  // The shard waits on the destination: the log says so, and nothing is checkpointed past it.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::ifstream log(dir.File("data") + ".log");
+        std::stringstream text;
+        text << log.rdbuf();
+        return text.str().find("cannot write 1 discarded records") != std::string::npos;
+      },
+      absl::Seconds(60)));
+  std::filesystem::create_directories(dir.File("later"));
+  ASSERT_TRUE(WaitFor([&] { return FileLines(dlq).size() == 1; }, absl::Seconds(60)));
+  EXPECT_NE(FileLines(dlq)[0].find("cjMgUE9JU09OOmZhaWw="), std::string::npos);
+}
+
 TEST(PollerStartingPositionTest, TrimHorizonLatestAndAtTimestamp) {
   TempDir dir("poller-start");
   // First run: a broker with the stream and old records, no mappings yet.

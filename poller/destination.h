@@ -1,0 +1,42 @@
+// On-failure destinations: where a mapping records the batches it discards (retries exhausted,
+// or records too old), before its checkpoint moves past them. `stream:NAME` puts each failure
+// record into a runnel stream; `file:PATH` appends it as one JSON line and fsyncs. A write that
+// fails is reported, and the lane retries it: a discarded record is never dropped silently.
+//
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "poller/config.h"
+#include "poller/failure_record.h"
+
+namespace grpc {
+class Channel;
+}
+
+namespace runnel::poller {
+
+class FailureDestination {
+ public:
+  virtual ~FailureDestination() = default;
+  // Stores the records (in order) durably, or fails. A stream destination splits a record
+  // whose JSON would pass the 1 MiB record limit into several, each for a part of the range.
+  virtual absl::Status Write(const FailureRecord& record) = 0;
+  // "stream:order-events-dlq", "file:/var/lib/runnel/dlq.jsonl".
+  virtual std::string Describe() const = 0;
+};
+
+// `broker` is used for stream destinations.
+absl::StatusOr<std::unique_ptr<FailureDestination>> MakeFailureDestination(
+    const OnFailureDestination& spec, std::shared_ptr<grpc::Channel> broker);
+
+// Splits `record` into records whose JSON is at most `max_json_bytes`, each describing its part
+// of the discarded range (KinesisBatchInfo and payload), in order. A single record's part is
+// never split further.
+std::vector<FailureRecord> SplitFailureRecord(const FailureRecord& record, size_t max_json_bytes);
+
+}  // namespace runnel::poller
