@@ -81,12 +81,7 @@ int RunBroker(const BrokerCommandOptions& options) {
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
   broker->reset();  // completes pending appends and syncs every shard
-  spdlog::info("stopped");
-  spdlog::shutdown();
-  std::fflush(nullptr);
-  // Everything runnel owns is closed and on disk. Skip static destructors: gRPC's library
-  // shutdown waits up to seconds for its poller threads, which only delays restarts.
-  std::_Exit(kExitOk);
+  ExitAfterCleanShutdown();
 }
 
 }  // namespace

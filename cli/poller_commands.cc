@@ -66,10 +66,7 @@ int RunPoller(const PollerCommandOptions& options) {
                WaitForShutdownSignal(signals), absl::FormatDuration(kStopGrace));
   (*poller)->Stop(kStopGrace);
   poller->reset();
-  spdlog::info("stopped");
-  spdlog::shutdown();
-  std::fflush(nullptr);
-  std::_Exit(kExitOk);  // see broker_command.cc: skip gRPC's slow library shutdown
+  ExitAfterCleanShutdown();
 }
 
 int RunUp(const UpOptions& options) {
@@ -137,10 +134,7 @@ int RunUp(const UpOptions& options) {
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
   broker->reset();
-  spdlog::info("stopped");
-  spdlog::shutdown();
-  std::fflush(nullptr);
-  std::_Exit(kExitOk);
+  ExitAfterCleanShutdown();
 }
 
 }  // namespace

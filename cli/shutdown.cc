@@ -2,6 +2,11 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <cstdlib>
+
+#include "spdlog/spdlog.h"
+
 namespace runnel::cli {
 
 sigset_t BlockShutdownSignals() {
@@ -18,6 +23,13 @@ const char* WaitForShutdownSignal(const sigset_t& signals) {
   sigwait(&signals, &signal_number);
   pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
   return signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+void ExitAfterCleanShutdown() {
+  spdlog::info("stopped");
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(0);
 }
 
 }  // namespace runnel::cli

@@ -14,4 +14,9 @@ sigset_t BlockShutdownSignals();
 // second one comes while shutting down). Returns the signal's name.
 const char* WaitForShutdownSignal(const sigset_t& signals);
 
+// Ends a long-running command once everything runnel owns is closed and on disk: logs
+// "stopped", flushes, and exits 0 without static destructors (gRPC's library shutdown waits up
+// to seconds for its poller threads, which only delays restarts).
+[[noreturn]] void ExitAfterCleanShutdown();
+
 }  // namespace runnel::cli
