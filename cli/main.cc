@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   AddRuntimeCommands(app, &exit_code);
   AddValidateCommand(app, &exit_code);
   AddPollerCommands(app, &exit_code);
+  AddDlqCommands(app, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -88,6 +88,7 @@ class UpProcess {
   }
   v1::StreamBroker::Stub& stub() { return *stub_; }
   ChildProcess& process() { return *process_; }
+  const std::string& address() const { return address_; }
 
  private:
   std::unique_ptr<ChildProcess> process_;
@@ -399,6 +400,69 @@ TEST(PollerFailureTest, AnUnwritableDestinationStallsTheShardUntilItCanWrite) {
   ASSERT_TRUE(WaitFor([&] { return FileLines(dlq).size() == 1; }, absl::Seconds(60)));
   EXPECT_NE(FileLines(dlq)[0].find("cjMgUE9JU09OOmZhaWw="), std::string::npos);
 }
+
+// `runnel dlq` against what a poisoned mapping discarded, for both kinds of destination.
+class DlqCommandTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DlqCommandTest, ListShowAndRedriveExactlyOnce) {
+  const bool to_stream = GetParam();
+  TempDir dir(to_stream ? "dlq-stream" : "dlq-file");
+  const std::string dest = to_stream ? "stream:events-dlq" : "file:" + dir.File("dlq.jsonl");
+  std::ofstream(dir.File("up.yaml")) << PoisonYaml(dest);
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  v1::CreateStreamRequest create;
+  create.set_stream_name("replay");
+  create.set_shard_count(1);
+  v1::CreateStreamResponse created;
+  grpc::ClientContext create_context;
+  ASSERT_TRUE(up->stub().CreateStream(&create_context, create, &created).ok());
+  PutEightWithPoisonAt(up->stub(), 6);
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), RUNNEL_BINARY);
+    args.push_back("--broker");
+    args.push_back(up->address());
+    return RunCommand(args);
+  };
+  CommandResult listed;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        listed = run({"dlq", "list", dest});
+        return listed.exit_code == 0 &&
+               listed.out.find("RetryAttemptsExhausted") != std::string::npos;
+      },
+      absl::Seconds(60)))
+      << listed.out << listed.err;
+  std::vector<std::string> rows = absl::StrSplit(listed.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(rows.size(), 2u) << listed.out;  // header + one failure record
+  const std::string id = rows[1].substr(0, rows[1].find(' '));
+
+  CommandResult shown = run({"dlq", "show", dest, id});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("r6 POISON:fail"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("after 3 invocation(s)"), std::string::npos) << shown.out;
+  EXPECT_EQ(run({"dlq", "show", dest, "nope"}).exit_code, 1);
+
+  CommandResult dry = run({"dlq", "redrive", dest, "--to", "replay", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("would redrive"), std::string::npos);
+  EXPECT_TRUE(ReadShard(up->stub(), "replay", "shardId-000000000000").empty());
+
+  CommandResult redriven = run({"dlq", "redrive", dest, "--to", "replay"});
+  EXPECT_EQ(redriven.exit_code, 0) << redriven.err;
+  std::vector<v1::Record> replayed = ReadShard(up->stub(), "replay", "shardId-000000000000");
+  ASSERT_EQ(replayed.size(), 1u);
+  EXPECT_EQ(replayed[0].partition_key(), "k");
+  EXPECT_EQ(replayed[0].data(), "r6 POISON:fail");
+  // A second run skips what the first redrove.
+  CommandResult again = run({"dlq", "redrive", dest, "--to", "replay"});
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.out.find("redrove 0 failure records"), std::string::npos) << again.out;
+  EXPECT_EQ(ReadShard(up->stub(), "replay", "shardId-000000000000").size(), 1u);
+  EXPECT_NE(run({"dlq", "list", dest}).out.find(" yes "), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Destinations, DlqCommandTest, ::testing::Values(false, true));
 
 TEST(PollerStartingPositionTest, TrimHorizonLatestAndAtTimestamp) {
   TempDir dir("poller-start");

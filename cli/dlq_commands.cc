@@ -1,0 +1,377 @@
+// `runnel dlq list|show|redrive DEST`: the failure records an on_failure destination holds
+// (DEST is `stream:NAME` or `file:PATH`, as in the YAML), one decoded, and a redrive that puts
+// the discarded records back (to their source stream, or --to another) with their partition
+// keys, in their original order. Each failure record is redriven at most once: the redrive
+// remembers how far it got (a broker checkpoint for a stream, a `PATH.redriven` file for a
+// file), so a second run skips what the first did. A crash between putting a record's payload
+// and remembering it redrives that one record again: at-least-once, never lost.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/client_util.h"
+#include "cli/commands.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "poller/failure_record.h"
+
+namespace runnel::cli {
+namespace {
+
+constexpr char kRedriveConsumer[] = "runnel-dlq-redrive";
+constexpr absl::Duration kTimeout = absl::Seconds(30);
+
+struct DlqOptions {
+  ClientOptions client;
+  std::string destination;
+  std::string id;
+  std::string to;
+  bool dry_run = false;
+};
+
+// One failure record as stored, with where it is (for ids and redrive marks).
+struct Entry {
+  std::string id;        // file: the line number; stream: the record's sequence number
+  std::string shard_id;  // stream destinations: the DLQ shard it is in
+  std::string json;
+  bool redriven = false;
+};
+
+struct Destination {
+  bool is_stream = false;
+  std::string target;  // stream name or file path
+};
+
+absl::StatusOr<Destination> ParseDestination(const std::string& text) {
+  if (text.starts_with("stream:") && text.size() > 7) return Destination{true, text.substr(7)};
+  if (text.starts_with("file:") && text.size() > 5) return Destination{false, text.substr(5)};
+  return absl::InvalidArgumentError(absl::StrCat(
+      "DEST '", text, "' is neither stream:NAME nor file:PATH (the mapping's on_failure)"));
+}
+
+std::string RedriveMarkPath(const std::string& file) { return file + ".redriven"; }
+
+absl::StatusOr<std::vector<Entry>> ReadFileEntries(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path));
+  size_t redriven = 0;
+  if (auto mark = ReadFileToString(RedriveMarkPath(path)); mark.ok()) {
+    (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(*mark), &redriven);
+  }
+  std::vector<Entry> entries;
+  size_t line_number = 0, start = 0;
+  while (start < contents.size()) {
+    size_t end = contents.find('\n', start);
+    if (end == std::string::npos) end = contents.size();
+    ++line_number;
+    if (end > start) {
+      entries.push_back({std::to_string(line_number), "", contents.substr(start, end - start),
+                         line_number <= redriven});
+    }
+    start = end + 1;
+  }
+  return entries;
+}
+
+grpc::Status ReadStreamEntries(v1::StreamBroker::Stub& stub, const std::string& stream,
+                               std::vector<Entry>* entries) {
+  v1::ListShardsRequest list;
+  list.set_stream_name(stream);
+  list.set_max_results(10'000);
+  v1::ListShardsResponse shards;
+  grpc::ClientContext list_context;
+  SetDeadline(list_context, kTimeout);
+  if (grpc::Status s = stub.ListShards(&list_context, list, &shards); !s.ok()) return s;
+  std::map<std::string, std::string> marks;  // shard -> last redriven sequence number
+  v1::ListCheckpointsRequest checkpoints_request;
+  checkpoints_request.set_consumer_name(kRedriveConsumer);
+  checkpoints_request.set_stream_name(stream);
+  v1::ListCheckpointsResponse checkpoints;
+  grpc::ClientContext checkpoints_context;
+  SetDeadline(checkpoints_context, kTimeout);
+  if (grpc::Status s =
+          stub.ListCheckpoints(&checkpoints_context, checkpoints_request, &checkpoints);
+      !s.ok()) {
+    return s;
+  }
+  for (const auto& c : checkpoints.checkpoints()) marks[c.shard_id()] = c.sequence_number();
+  for (const auto& shard : shards.shards()) {
+    v1::GetShardIteratorRequest iterator_request;
+    iterator_request.set_stream_name(stream);
+    iterator_request.set_shard_id(shard.shard_id());
+    iterator_request.set_shard_iterator_type(v1::TRIM_HORIZON);
+    v1::GetShardIteratorResponse iterator;
+    grpc::ClientContext iterator_context;
+    SetDeadline(iterator_context, kTimeout);
+    if (grpc::Status s = stub.GetShardIterator(&iterator_context, iterator_request, &iterator);
+        !s.ok()) {
+      return s;
+    }
+    std::string next = iterator.shard_iterator();
+    for (;;) {
+      v1::GetRecordsRequest request;
+      request.set_shard_iterator(next);
+      v1::GetRecordsResponse response;
+      grpc::ClientContext context;
+      SetDeadline(context, kTimeout);
+      if (grpc::Status s = stub.GetRecords(&context, request, &response); !s.ok()) return s;
+      for (const auto& record : response.records()) {
+        const std::string& mark = marks[shard.shard_id()];
+        // Sequence numbers of one shard compare as numbers; runnel's also as strings of equal
+        // length, but compare by length first to be safe with any Kinesis-style numbers.
+        const std::string& seq = record.sequence_number();
+        const bool redriven = !mark.empty() && (seq.size() < mark.size() ||
+                                                (seq.size() == mark.size() && seq <= mark));
+        entries->push_back({seq, shard.shard_id(), record.data(), redriven});
+      }
+      if (response.records().empty()) break;
+      next = response.next_shard_iterator();
+    }
+  }
+  return grpc::Status::OK;
+}
+
+// Loads DEST's entries, or prints the error and returns the exit code through `exit_code`.
+bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destination* dest,
+                 std::vector<Entry>* entries, int* exit_code) {
+  auto parsed = ParseDestination(options.destination);
+  if (!parsed.ok()) {
+    PrintError(std::string(parsed.status().message()));
+    *exit_code = kExitUsage;
+    return false;
+  }
+  *dest = *parsed;
+  if (dest->is_stream) {
+    grpc::Status status = ReadStreamEntries(stub, dest->target, entries);
+    if (!status.ok()) {
+      *exit_code = ReportRpcError(status, options.client);
+      return false;
+    }
+    return true;
+  }
+  auto file_entries = ReadFileEntries(dest->target);
+  if (!file_entries.ok()) {
+    PrintError(std::string(file_entries.status().message()));
+    *exit_code = kExitError;
+    return false;
+  }
+  *entries = std::move(*file_entries);
+  return true;
+}
+
+std::string StreamFromArn(const std::string& arn) {
+  const size_t slash = arn.rfind("stream/");
+  return slash == std::string::npos ? "" : arn.substr(slash + 7);
+}
+
+int List(const DlqOptions& options) {
+  auto stub = ConnectBroker(options.client);
+  Destination dest;
+  std::vector<Entry> entries;
+  int exit_code = kExitOk;
+  if (!LoadEntries(options, *stub, &dest, &entries, &exit_code)) return exit_code;
+  if (options.client.output != "json") {
+    std::printf("%-28s %-24s %-22s %-22s %7s %6s %-8s %s\n", "ID", "DISCARDED", "CONDITION",
+                "SHARD", "RECORDS", "TRIES", "REDRIVEN", "FIRST SEQUENCE NUMBER");
+  }
+  for (const Entry& entry : entries) {
+    auto record = poller::ParseFailureRecord(entry.json);
+    if (!record.ok()) {
+      std::fprintf(stderr, "runnel: %s: entry %s is not a failure record: %s\n",
+                   options.destination.c_str(), entry.id.c_str(),
+                   std::string(record.status().message()).c_str());
+      continue;
+    }
+    if (options.client.output == "json") {
+      std::printf("{\"id\":%s,\"redriven\":%s,\"record\":%s}\n", JsonString(entry.id).c_str(),
+                  entry.redriven ? "true" : "false", entry.json.c_str());
+    } else {
+      std::printf("%-28s %-24s %-22s %-22s %7d %6d %-8s %s\n", entry.id.c_str(),
+                  poller::FormatIsoMillis(record->timestamp_ms).c_str(), record->condition.c_str(),
+                  record->shard_id.c_str(), record->batch_size, record->approximate_invoke_count,
+                  entry.redriven ? "yes" : "no", record->start_sequence_number.c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int Show(const DlqOptions& options) {
+  auto stub = ConnectBroker(options.client);
+  Destination dest;
+  std::vector<Entry> entries;
+  int exit_code = kExitOk;
+  if (!LoadEntries(options, *stub, &dest, &entries, &exit_code)) return exit_code;
+  for (const Entry& entry : entries) {
+    if (entry.id != options.id) continue;
+    auto record = poller::ParseFailureRecord(entry.json);
+    if (!record.ok()) {
+      PrintError(absl::StrCat("entry ", entry.id,
+                              " is not a failure record: ", record.status().message()));
+      return kExitError;
+    }
+    std::printf(
+        "id:          %s%s\ndiscarded:   %s\ncondition:   %s after %d invocation(s)\n"
+        "error:       %s\nrequest id:  %s\nfunction:    %s\nstream:      %s\nshard:       %s\n"
+        "sequence:    %s .. %s (%d records)\narrivals:    %s .. %s\n",
+        entry.id.c_str(), entry.redriven ? " (redriven)" : "",
+        poller::FormatIsoMillis(record->timestamp_ms).c_str(), record->condition.c_str(),
+        record->approximate_invoke_count,
+        record->function_error.value_or("(none: never invoked, or a partial failure)").c_str(),
+        record->request_id.c_str(), record->function_arn.c_str(), record->stream_arn.c_str(),
+        record->shard_id.c_str(), record->start_sequence_number.c_str(),
+        record->end_sequence_number.c_str(), record->batch_size,
+        poller::FormatIsoMillis(record->approximate_arrival_of_first_record_ms).c_str(),
+        poller::FormatIsoMillis(record->approximate_arrival_of_last_record_ms).c_str());
+    if (!record->has_payload) {
+      std::printf("records:     not included (an AWS-style record without payload)\n");
+      return kExitOk;
+    }
+    std::printf("records:\n");
+    for (const auto& r : record->payload.records) {
+      std::printf("  %s  key=%s  data=%s\n", r.sequence_number.c_str(),
+                  JsonString(r.partition_key).c_str(), JsonString(r.data).c_str());
+    }
+    return kExitOk;
+  }
+  PrintError(absl::StrCat("no entry ", options.id, " in ", options.destination,
+                          " (see `runnel dlq list ", options.destination, "`)"));
+  return kExitError;
+}
+
+grpc::Status PutInOrder(v1::StreamBroker::Stub& stub, const std::string& stream,
+                        const runtime::OwnedEvent& payload) {
+  // Sequential PutRecords of at most 500 records, each answered before the next: the broker
+  // appends a request's records to a shard in request order, so each key keeps its order.
+  size_t i = 0;
+  while (i < payload.records.size()) {
+    v1::PutRecordsRequest request;
+    request.set_stream_name(stream);
+    size_t bytes = 0;
+    for (; i < payload.records.size() && request.records_size() < 500; ++i) {
+      const auto& r = payload.records[i];
+      if (request.records_size() > 0 &&
+          bytes + r.data.size() + r.partition_key.size() > (5u << 20)) {
+        break;
+      }
+      auto* entry = request.add_records();
+      entry->set_partition_key(r.partition_key);
+      entry->set_data(r.data);
+      bytes += r.data.size() + r.partition_key.size();
+    }
+    for (int attempt = 0;; ++attempt) {
+      v1::PutRecordsResponse response;
+      grpc::ClientContext context;
+      SetDeadline(context, kTimeout);
+      grpc::Status status = stub.PutRecords(&context, request, &response);
+      if (!status.ok()) return status;
+      if (response.failed_record_count() == 0) break;
+      // Throttled: resend the whole request (only in order is it correct), backing off.
+      if (attempt == 10) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "records were throttled 10 times; try again later");
+      }
+      absl::SleepFor(absl::Milliseconds(100) * (1 << std::min(attempt, 5)));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+int Redrive(const DlqOptions& options) {
+  auto stub = ConnectBroker(options.client);
+  Destination dest;
+  std::vector<Entry> entries;
+  int exit_code = kExitOk;
+  if (!LoadEntries(options, *stub, &dest, &entries, &exit_code)) return exit_code;
+  int redriven = 0, skipped = 0;
+  size_t records = 0;
+  for (const Entry& entry : entries) {
+    if (entry.redriven) {
+      ++skipped;
+      continue;
+    }
+    auto record = poller::ParseFailureRecord(entry.json);
+    if (!record.ok() || !record->has_payload) {
+      PrintError(absl::StrCat("entry ", entry.id, " has no records to redrive",
+                              record.ok() ? "" : absl::StrCat(": ", record.status().message())));
+      return kExitError;
+    }
+    const std::string target = options.to.empty() ? StreamFromArn(record->stream_arn) : options.to;
+    if (options.dry_run) {
+      std::printf("would redrive %s: %zu records to %s\n", entry.id.c_str(),
+                  record->payload.records.size(), target.c_str());
+      continue;
+    }
+    if (grpc::Status status = PutInOrder(*stub, target, record->payload); !status.ok()) {
+      return ReportRpcError(status, options.client);
+    }
+    // Remember it before the next one, so a second run skips it.
+    if (dest.is_stream) {
+      v1::SetCheckpointRequest mark;
+      mark.set_consumer_name(kRedriveConsumer);
+      mark.set_stream_name(dest.target);
+      mark.set_shard_id(entry.shard_id);
+      mark.set_sequence_number(entry.id);
+      v1::SetCheckpointResponse marked;
+      grpc::ClientContext context;
+      SetDeadline(context, kTimeout);
+      if (grpc::Status status = stub->SetCheckpoint(&context, mark, &marked); !status.ok()) {
+        return ReportRpcError(status, options.client);
+      }
+    } else if (absl::Status status =
+                   WriteFileAtomically(RedriveMarkPath(dest.target), entry.id + "\n");
+               !status.ok()) {
+      PrintError(std::string(status.message()));
+      return kExitError;
+    }
+    std::printf("redrove %s: %zu records to %s\n", entry.id.c_str(), record->payload.records.size(),
+                target.c_str());
+    ++redriven;
+    records += record->payload.records.size();
+  }
+  if (!options.dry_run) {
+    std::printf("redrove %d failure records (%zu records); %d already redriven before\n", redriven,
+                records, skipped);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddDlqCommands(CLI::App& app, int* exit_code) {
+  CLI::App* dlq = app.add_subcommand(
+      "dlq", "Inspect and redrive the failure records of an on_failure destination");
+  dlq->require_subcommand(1);
+  auto add_common = [](CLI::App* command, DlqOptions* options) {
+    command->add_option("DEST", options->destination, "stream:NAME or file:PATH")->required();
+    AddBrokerOption(*command, &options->client);
+  };
+
+  auto list = std::make_shared<DlqOptions>();
+  CLI::App* list_command = dlq->add_subcommand("list", "List the failure records");
+  add_common(list_command, list.get());
+  AddOutputOption(*list_command, &list->client);
+  list_command->callback([list, exit_code] { *exit_code = List(*list); });
+
+  auto show = std::make_shared<DlqOptions>();
+  CLI::App* show_command =
+      dlq->add_subcommand("show", "Show one failure record, decoded, with its records");
+  add_common(show_command, show.get());
+  show_command->add_option("ID", show->id, "As `dlq list` shows it")->required();
+  show_command->callback([show, exit_code] { *exit_code = Show(*show); });
+
+  auto redrive = std::make_shared<DlqOptions>();
+  CLI::App* redrive_command = dlq->add_subcommand(
+      "redrive",
+      "Put the discarded records back, in their original order with their partition keys; "
+      "each failure record at most once");
+  add_common(redrive_command, redrive.get());
+  redrive_command->add_option("--to", redrive->to,
+                              "Stream to put them into (default: the stream they came from)");
+  redrive_command->add_flag("--dry-run", redrive->dry_run, "Say what would be redriven");
+  redrive_command->callback([redrive, exit_code] { *exit_code = Redrive(*redrive); });
+}
+
+}  // namespace runnel::cli
