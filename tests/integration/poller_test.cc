@@ -401,6 +401,37 @@ TEST(PollerFailureTest, AnUnwritableDestinationStallsTheShardUntilItCanWrite) {
   EXPECT_NE(FileLines(dlq)[0].find("cjMgUE9JU09OOmZhaWw="), std::string::npos);
 }
 
+// Crashes, hangs and exits in worker processes are failed invocations like any other: retried,
+// then discarded, while the records around them are processed.
+class PoisonActionTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PoisonActionTest, AContainedFailureEndsInTheDeadLetterFile) {
+  TempDir dir("poller-poison-" + GetParam());
+  const std::string dlq = dir.File("dlq.jsonl");
+  std::string yaml = PoisonYaml("file:" + dlq);
+  // Worker processes with a short timeout, and no retries: one invocation per range.
+  yaml.replace(yaml.find("isolation: in_process"), 21, "isolation: process\n    timeout: 1s");
+  yaml.replace(yaml.find("retry_attempts: 2"), 17, "retry_attempts: 0");
+  std::ofstream(dir.File("up.yaml")) << yaml;
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  std::vector<std::pair<std::string, std::string>> records;
+  for (int i = 0; i < 4; ++i) {
+    records.push_back({"k", i == 2 ? "r2 POISON:" + GetParam() : absl::StrCat("r", i)});
+  }
+  grpc::Status status;
+  PutRecords(up->stub(), "events", records, &status);
+  ASSERT_TRUE(status.ok());
+  ASSERT_TRUE(WaitFor([&] { return !FileLines(dlq).empty(); }, absl::Seconds(60)));
+  const std::vector<std::string> lines = FileLines(dlq);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("\"batchSize\":1"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"approximateInvokeCount\":1"), std::string::npos) << lines[0];
+}
+
+INSTANTIATE_TEST_SUITE_P(Actions, PoisonActionTest,
+                         ::testing::Values("crash", "hang", "exit", "throw"));
+
 // `runnel dlq` against what a poisoned mapping discarded, for both kinds of destination.
 class DlqCommandTest : public ::testing::TestWithParam<bool> {};
 
