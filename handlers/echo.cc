@@ -2,7 +2,9 @@
 // duplicates: "<sequence number>\t<partition key>\t<data>\n" with the data escaped (\\, \n, \r,
 // \t, and \xNN for other control bytes). The file is the environment's ECHO_FILE; without it the
 // records are logged instead. A batch is written with one write(2) on an O_APPEND file, so
-// batches from concurrent workers never interleave within a batch.
+// batches from concurrent workers never interleave within a batch. With ECHO_FAIL_ON=MARKER, a
+// batch holding a record whose data contains MARKER fails (and writes nothing), so tests can
+// check what a mapping's failure handling lets through, and in which order.
 #include <fcntl.h>
 #include <runnel/handler.h>
 #include <unistd.h>
@@ -39,9 +41,21 @@ void AppendEscaped(std::string& out, std::string_view data) {
 
 class Echo : public runnel::Handler {
  public:
-  void Init(const runnel::Config& config) override { path_ = config.env("ECHO_FILE"); }
+  void Init(const runnel::Config& config) override {
+    path_ = config.env("ECHO_FILE");
+    fail_on_ = config.env("ECHO_FAIL_ON");
+  }
 
   runnel::Result Handle(const runnel::Event& event, runnel::Context& context) override {
+    if (!fail_on_.empty()) {
+      for (const runnel::Record& record : event.records()) {
+        if (record.data().find(fail_on_) != std::string_view::npos) {
+          return runnel::Result::Failure(
+              "EchoFailOn",
+              "record " + std::string(record.sequence_number()) + " holds " + fail_on_);
+        }
+      }
+    }
     std::string lines;
     for (const runnel::Record& record : event.records()) {
       lines += record.sequence_number();
@@ -68,6 +82,7 @@ class Echo : public runnel::Handler {
 
  private:
   std::string path_;
+  std::string fail_on_;
 };
 
 }  // namespace
