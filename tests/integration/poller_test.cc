@@ -228,6 +228,21 @@ TEST(PollerRestartTest, SigkillLosesNothingAndRepeatsOnlyWhatWasNotCheckpointed)
   ASSERT_NE(up, nullptr);
   Produce(up->stub(), 200, 20);
   ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 1000; }, absl::Seconds(60)));
+  // Kill once a checkpoint has been written (on a slow machine, e.g. under ASan, the first one
+  // may land after the first thousand records), so the restart has one to resume from.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        v1::ListCheckpointsRequest request;
+        request.set_consumer_name("events/echo");
+        request.set_stream_name("events");
+        v1::ListCheckpointsResponse response;
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        return up->stub().ListCheckpoints(&context, request, &response).ok() &&
+               response.checkpoints_size() > 0;
+      },
+      absl::Seconds(60)))
+      << "no checkpoint was written";
   up->process().Signal(SIGKILL);
   ASSERT_TRUE(up->process().Wait(absl::Seconds(30)).ok());
   up.reset();
