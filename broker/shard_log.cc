@@ -632,6 +632,13 @@ absl::StatusOr<ReadBatch> ShardLog::Read(uint64_t offset, const ReadLimits& limi
           return data_loss(offset, segment, position + consumed,
                            absl::StrCat("records missing up to offset ", record.offset));
         }
+        // The writer publishes a segment's size before EndOffset(): stop at the end this read
+        // started with, so what a read returns never runs ahead of EndOffset() (waiters and
+        // millis_behind_latest are computed against it).
+        if (record.offset >= end) {
+          full = true;
+          break;
+        }
         consumed += frame_size;
         ++offset;
         batch.next_offset = offset;
