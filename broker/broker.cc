@@ -16,6 +16,7 @@
 #include "broker/shard_log.h"
 #include "broker/throughput.h"
 #include "common/hash_key.h"
+#include "common/logging.h"
 #include "common/scheduler.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -428,6 +429,7 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
     if (options_.clock) log_options.now_ms = [this] { return NowMs(); };
     ASSIGN_OR_RETURN(shard->log, ShardLog::Open(std::move(log_options)));
   }
+  ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
   spdlog::info("created stream {} with {} shards, retention {}h", stream->name,
                stream->shards.size(), retention);
   absl::MutexLock lock(&mu_);
@@ -454,6 +456,7 @@ absl::Status Broker::DeleteStream(const v1::DeleteStreamRequest& request) {
   RETURN_IF_ERROR(FsyncDirectory((fs::path(options_.data_dir) / "streams").string()));
   RETURN_IF_ERROR(checkpoints_->Delete("", stream->name, "").status());
   RETURN_IF_ERROR(RemoveTree(doomed.string()));
+  ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
   spdlog::info("deleted stream {}", stream->name);
   return absl::OkStatus();
 }

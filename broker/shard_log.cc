@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "spdlog/spdlog.h"
@@ -234,7 +235,10 @@ ShardLog::ShardLog(ShardLogOptions options) : options_(std::move(options)) {}
 absl::StatusOr<std::unique_ptr<ShardLog>> ShardLog::Open(ShardLogOptions options) {
   std::unique_ptr<ShardLog> log(new ShardLog(std::move(options)));
   RETURN_IF_ERROR(log->Recover());
-  log->writer_ = std::thread([raw = log.get()] { raw->WriterLoop(); });
+  log->writer_ = std::thread([raw = log.get()] {
+    ScopedLogTags tags{{kTagComponent, "broker"}};
+    raw->WriterLoop();
+  });
   return log;
 }
 

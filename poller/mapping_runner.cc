@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "poller/batcher.h"
@@ -94,7 +95,21 @@ class MappingRunner::Impl {
   const std::string& stream_arn() const { return stream_arn_; }
   const FilterSet& filters() const { return filters_; }
   FailureDestination* destination() const { return destination_.get(); }
-  const std::string& log_name() const { return log_name_; }
+  const std::string& mapping_id() const { return mapping_id_; }
+  // Tags for lines about the whole mapping (its shards add their own).
+  ScopedLogTags LogTags() const {
+    return ScopedLogTags{{kTagComponent, "poller"},
+                         {kTagMapping, mapping_id_},
+                         {kTagStream, options_.spec.stream},
+                         {kTagFunction, options_.spec.function}};
+  }
+  // Writes every checkpoint that moved now (see MappingRunner::FlushCheckpoints).
+  bool FlushCheckpoints() {
+    ScopedLogTags tags = LogTags();
+    return WriteCheckpoints();
+  }
+  // Stops reading and starting batches in every shard; does not wait.
+  void RequestStop();
 
  private:
   void CheckpointLoop();
@@ -104,7 +119,7 @@ class MappingRunner::Impl {
   const MappingRunnerOptions options_;
   const std::unique_ptr<v1::StreamBroker::Stub> stub_;
   std::string stream_arn_;
-  std::string log_name_;
+  const std::string mapping_id_ = options_.spec.Id();
   FilterSet filters_;
   std::unique_ptr<FailureDestination> destination_;  // null: none configured
   std::vector<std::unique_ptr<ShardConsumer>> shards_;
@@ -113,6 +128,7 @@ class MappingRunner::Impl {
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ = false;
+  absl::Mutex write_mu_;
   std::thread checkpointer_;
 };
 
@@ -123,7 +139,6 @@ class ShardConsumer {
       : runner_(runner),
         spec_(runner->options().spec),
         shard_id_(std::move(shard_id)),
-        log_name_(absl::StrCat(runner->log_name(), " ", shard_id_)),
         resume_after_(std::move(checkpoint)),
         initial_iterator_(std::move(initial_iterator)),
         max_buffered_(static_cast<size_t>(
@@ -137,9 +152,15 @@ class ShardConsumer {
   }
 
   void Start() {
-    reader_ = std::thread([this] { ReaderLoop(); });
+    reader_ = std::thread([this] {
+      ScopedLogTags tags = LogTags();
+      ReaderLoop();
+    });
     for (size_t i = 0; i < lanes_.size(); ++i) {
-      lanes_[i]->thread = std::thread([this, i] { LaneLoop(*lanes_[i]); });
+      lanes_[i]->thread = std::thread([this, i] {
+        ScopedLogTags tags = LogTags();
+        LaneLoop(*lanes_[i]);
+      });
     }
   }
 
@@ -179,6 +200,15 @@ class ShardConsumer {
   const std::string& shard_id() const { return shard_id_; }
 
  private:
+  // What every line of this shard's threads is about.
+  ScopedLogTags LogTags() const {
+    return ScopedLogTags{{kTagComponent, "poller"},
+                         {kTagMapping, runner_->mapping_id()},
+                         {kTagStream, spec_.stream},
+                         {kTagShard, shard_id_},
+                         {kTagFunction, spec_.function}};
+  }
+
   struct Lane {
     explicit Lane(BatchingRules rules) : batcher(rules) {}
     absl::Mutex mu;
@@ -223,7 +253,7 @@ class ShardConsumer {
         grpc::Status status =
             runner_->stub().GetShardIterator(&context, IteratorRequest(), &response);
         if (!status.ok()) {
-          spdlog::warn("{}: cannot position the reader: {}", log_name_, status.error_message());
+          spdlog::warn("cannot position the reader: {}", status.error_message());
           back_off();
           continue;
         }
@@ -250,8 +280,7 @@ class ShardConsumer {
       }
       if (!status.ok()) {
         if (stopping_) break;
-        spdlog::warn("{}: GetRecords failed ({}); repositioning after {}", log_name_,
-                     status.error_message(),
+        spdlog::warn("GetRecords failed ({}); repositioning after {}", status.error_message(),
                      resume_after_.empty() ? "the starting position" : resume_after_);
         iterator.clear();
         back_off();
@@ -298,8 +327,7 @@ class ShardConsumer {
     }
     if (stopping_) context.TryCancel();
     auto reader = runner_->stub().SubscribeToShard(&context, request);
-    spdlog::info("{}: caught up; records are pushed from after {} (SubscribeToShard)", log_name_,
-                 resume_after_);
+    spdlog::info("caught up; records are pushed from after {} (SubscribeToShard)", resume_after_);
     v1::SubscribeToShardEvent event;
     while (!stopping_ && reader->Read(&event)) {
       Dispatch(event.mutable_records());
@@ -314,8 +342,7 @@ class ShardConsumer {
       poll_context_ = nullptr;
     }
     if (!stopping_ && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-      spdlog::warn("{}: subscription ended ({}); polling until caught up", log_name_,
-                   status.error_message());
+      spdlog::warn("subscription ended ({}); polling until caught up", status.error_message());
     }
   }
 
@@ -436,9 +463,9 @@ class ShardConsumer {
     if (destination == nullptr) {
       // As Lambda without a destination: the records are dropped, but not silently.
       spdlog::error(
-          "{}: discarded {} records {}..{} ({}, {} invocations, last error {}: {}); no "
+          "discarded {} records {}..{} ({}, {} invocations, last error {}: {}); no "
           "on_failure destination is set",
-          log_name_, discard.size(), record.start_sequence_number, record.end_sequence_number,
+          discard.size(), record.start_sequence_number, record.end_sequence_number,
           record.condition, discard.approximate_invoke_count, discard.error_type,
           discard.error_message);
       return true;
@@ -449,16 +476,15 @@ class ShardConsumer {
       if (status.ok()) break;
       backoff = NextBackoff(backoff);
       spdlog::error(
-          "{}: cannot write {} discarded records to {} ({}); the shard waits and "
-          "retries in {}",
-          log_name_, discard.size(), destination->Describe(), status.ToString(),
+          "cannot write {} discarded records to {} ({}); the shard waits and retries in {}",
+          discard.size(), destination->Describe(), status.ToString(),
           absl::FormatDuration(backoff));
       if (!SleepUntil(absl::ToUnixMillis(absl::Now() + backoff))) return false;
     }
-    spdlog::warn("{}: discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
-                 log_name_, discard.size(), record.start_sequence_number,
-                 record.end_sequence_number, destination->Describe(), record.condition,
-                 discard.approximate_invoke_count, discard.error_type, discard.error_message);
+    spdlog::warn("discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
+                 discard.size(), record.start_sequence_number, record.end_sequence_number,
+                 destination->Describe(), record.condition, discard.approximate_invoke_count,
+                 discard.error_type, discard.error_message);
     return true;
   }
 
@@ -505,8 +531,9 @@ class ShardConsumer {
           request.attempt = action.attempt;
           runtime::InvokeResult result = runner_->options().function->Invoke(request);
           if (!result.ok() && result.status != runtime::InvokeStatus::kBatchItemFailures) {
-            spdlog::warn("{}: invocation #{} of {} records failed ({}: {})", log_name_,
-                         action.attempt, action.size(), result.error_type, result.error_message);
+            ScopedLogTags invocation{{kTagRequestId, result.request_id}};
+            spdlog::warn("invocation #{} of {} records failed ({}: {})", action.attempt,
+                         action.size(), result.error_type, result.error_message);
           }
           policy.OnResult(result);
           break;
@@ -518,7 +545,6 @@ class ShardConsumer {
   MappingRunner::Impl* const runner_;
   const MappingSpec& spec_;
   const std::string shard_id_;
-  const std::string log_name_;
   std::string resume_after_;  // reader thread only: the last sequence number handed out
   std::string initial_iterator_;
   uint64_t next_ordinal_ = 0;  // reader thread only
@@ -557,7 +583,6 @@ absl::StatusOr<std::string> MappingRunner::Impl::InitialIterator(const std::stri
 
 absl::Status MappingRunner::Impl::Init() {
   const MappingSpec& spec = options_.spec;
-  log_name_ = absl::StrCat("mapping ", spec.Id());
   std::vector<std::string> patterns;
   for (const FilterSpec& filter : spec.filters) patterns.push_back(filter.pattern_json);
   ASSIGN_OR_RETURN(filters_, FilterSet::Compile(patterns));
@@ -621,16 +646,22 @@ absl::Status MappingRunner::Impl::Init() {
 void MappingRunner::Impl::Start() {
   const MappingSpec& spec = options_.spec;
   for (auto& shard : shards_) shard->Start();
-  checkpointer_ = std::thread([this] { CheckpointLoop(); });
+  checkpointer_ = std::thread([this] {
+    ScopedLogTags tags = LogTags();
+    CheckpointLoop();
+  });
+  ScopedLogTags tags = LogTags();
   spdlog::info(
-      "{}: consuming {} shards of {} into function {} (batch {}, window {}, "
+      "mapping {}: consuming {} shards of {} into function {} (batch {}, window {}, "
       "parallelization {})",
-      log_name_, shards_.size(), options_.spec.stream, options_.spec.function,
+      mapping_id_, shards_.size(), options_.spec.stream, options_.spec.function,
       options_.spec.batch_size, absl::FormatDuration(options_.spec.maximum_batching_window),
       options_.spec.parallelization_factor);
 }
 
 bool MappingRunner::Impl::WriteCheckpoints() {
+  // One writer at a time: two writers could land an older checkpoint after a newer one.
+  absl::MutexLock write_lock(&write_mu_);
   bool ok = true;
   for (auto& shard : shards_) {
     std::string sequence_number;
@@ -648,8 +679,8 @@ bool MappingRunner::Impl::WriteCheckpoints() {
     if (status.ok()) {
       shard->CheckpointWritten(version);
     } else {
-      spdlog::warn("{} {}: checkpoint not written ({}); will retry", log_name_, shard->shard_id(),
-                   status.error_message());
+      ScopedLogTags shard_tag{{kTagShard, shard->shard_id()}};
+      spdlog::warn("checkpoint not written ({}); will retry", status.error_message());
       ok = false;
     }
   }
@@ -678,10 +709,15 @@ void MappingRunner::Impl::CheckpointLoop() {
   }
 }
 
+void MappingRunner::Impl::RequestStop() {
+  for (auto& shard : shards_) shard->RequestStop();
+}
+
 void MappingRunner::Impl::Stop(absl::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
-  for (auto& shard : shards_) shard->RequestStop();
+  ScopedLogTags tags = LogTags();
+  RequestStop();
   for (auto& shard : shards_) shard->Join();
   {
     absl::MutexLock lock(&mu_);
@@ -691,7 +727,7 @@ void MappingRunner::Impl::Stop(absl::Duration grace) {
   // Final checkpoints, so a restart does not repeat what finished.
   const absl::Time deadline = absl::Now() + std::max(grace, absl::Seconds(5));
   while (!WriteCheckpoints() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(100));
-  spdlog::info("{}: stopped", log_name_);
+  spdlog::info("mapping {} stopped", mapping_id_);
 }
 
 MappingRunner::MappingRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -710,6 +746,10 @@ absl::StatusOr<std::unique_ptr<MappingRunner>> MappingRunner::Start(MappingRunne
 void MappingRunner::Stop(absl::Duration grace) {
   if (impl_) impl_->Stop(grace);
 }
+
+void MappingRunner::RequestStop() { impl_->RequestStop(); }
+
+bool MappingRunner::FlushCheckpoints() { return impl_->FlushCheckpoints(); }
 
 const MappingSpec& MappingRunner::spec() const { return impl_->options().spec; }
 

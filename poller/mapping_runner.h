@@ -42,6 +42,15 @@ class MappingRunner {
   void Stop(absl::Duration grace);
   ~MappingRunner();
 
+  // Stops reading and starting new batches in every shard, without waiting: what Stop does
+  // first. Lets a process stop all its mappings at once before waiting for any.
+  void RequestStop();
+
+  // Writes the checkpoints that moved since the last write, now. Safe beside Stop from another
+  // thread: a shutdown whose deadline passes while an invocation still runs records what did
+  // finish before the process exits. False if a write failed.
+  bool FlushCheckpoints();
+
   const MappingSpec& spec() const;
 
   class Impl;

@@ -132,7 +132,14 @@ class Poller::Impl {
   }
 
   void Stop(absl::Duration grace) {
+    for (auto& runner : runners_) runner->RequestStop();
     for (auto& runner : runners_) runner->Stop(grace);
+  }
+
+  bool FlushCheckpoints() {
+    bool ok = true;
+    for (auto& runner : runners_) ok &= runner->FlushCheckpoints();
+    return ok;
   }
 
   std::vector<std::string> Describe() const {
@@ -205,6 +212,8 @@ absl::StatusOr<std::unique_ptr<Poller>> Poller::Start(PollerOptions options) {
 }
 
 void Poller::Stop(absl::Duration grace) { impl_->Stop(grace); }
+
+bool Poller::FlushCheckpoints() { return impl_->FlushCheckpoints(); }
 
 std::vector<std::string> Poller::Describe() const { return impl_->Describe(); }
 

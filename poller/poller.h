@@ -48,8 +48,12 @@ std::vector<std::string> PluginSearchPath(const std::vector<std::string>& plugin
 class Poller {
  public:
   static absl::StatusOr<std::unique_ptr<Poller>> Start(PollerOptions options);
-  // Stops every mapping (see MappingRunner::Stop).
+  // Stops every mapping (see MappingRunner::Stop): all stop reading at once, then each waits for
+  // its invocations in flight and writes its final checkpoints.
   void Stop(absl::Duration grace);
+  // Writes every mapping's moved checkpoints now; safe while Stop runs on another thread (see
+  // MappingRunner::FlushCheckpoints). False if a write failed.
+  bool FlushCheckpoints();
   ~Poller();
 
   // One line per running mapping, for the start-up banner.

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/logging.h"
 #include "runtime/plugin.h"
 #include "runtime/worker_process.h"
 
@@ -41,7 +42,7 @@ void SpdlogSink(int32_t level, std::string_view function_name, std::string_view 
       spd_level = spdlog::level::err;
       break;
   }
-  spdlog::default_logger()->log(spd_level, "[{}] [{}] {}", function_name, request_id, message);
+  LogInvocationLine(spd_level, function_name, request_id, message);
 }
 
 // in_process: a pool of handler instances in this process, one per concurrent invocation.
@@ -103,9 +104,10 @@ class InProcessFunction : public Function {
       result.status = InvokeStatus::kTimeout;
       result.error_type = "Sandbox.Timedout";
       result.error_message = TimeoutMessage(config().timeout);
-      spdlog::warn("[{}] [{}] {} (in_process: reported when the handler returned, after {})",
-                   config().name, result.request_id, result.error_message,
-                   absl::FormatDuration(result.duration));
+      LogInvocationLine(spdlog::level::warn, config().name, result.request_id,
+                        absl::StrCat(result.error_message,
+                                     " (in_process: reported when the handler returned, after ",
+                                     absl::FormatDuration(result.duration), ")"));
     } else {
       switch (outcome.outcome) {
         case RUNNEL_OUTCOME_SUCCESS:
@@ -224,7 +226,8 @@ class ProcessFunction : public Function {
         result.status = InvokeStatus::kUnavailable;
         result.error_type = "Runtime.Unavailable";
         result.error_message = std::string(started.status().message());
-        spdlog::error("[{}] [{}] {}", config().name, result.request_id, result.error_message);
+        LogInvocationLine(spdlog::level::err, config().name, result.request_id,
+                          result.error_message);
         return result;
       }
       worker = *std::move(started);

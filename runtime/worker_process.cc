@@ -23,6 +23,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/logging.h"
+#include "common/strings.h"
 #include "runtime/plugin.h"
 
 extern char** environ;
@@ -36,11 +38,19 @@ struct WorkerLogTag {
   pid_t pid = 0;
   absl::Mutex mu;
   std::string request_id ABSL_GUARDED_BY(mu);
+  // The invoking thread's log tags (mapping, stream, shard, ...), for the lines forwarded from
+  // the worker while it runs that invocation.
+  LogTagSnapshot context ABSL_GUARDED_BY(mu);
   int open_streams ABSL_GUARDED_BY(mu) = 0;  // stdout/stderr pipes the pump still reads
 
-  void SetRequestId(std::string_view id) {
+  void SetInvocation(std::string_view id, LogTagSnapshot tags) {
     absl::MutexLock lock(&mu);
     request_id.assign(id);
+    context = std::move(tags);
+  }
+  LogTagSnapshot Context() {
+    absl::MutexLock lock(&mu);
+    return context;
   }
   std::string RequestId() {
     absl::MutexLock lock(&mu);
@@ -236,7 +246,8 @@ class LogPump {
   }
 
   static void Emit(Source& source, std::string_view line) {
-    const WorkerLogTag& tag = *source.tag;
+    WorkerLogTag& tag = *source.tag;
+    ScopedLogTags context(tag.Context());
     if (line.size() >= 2 && line[0] == '\x1e') {
       size_t separator = line.find('\x1f');
       if (separator != std::string_view::npos) {
@@ -252,15 +263,13 @@ class LogPump {
             level = spdlog::level::err;
             break;
         }
-        // default_logger() (a shared_ptr), not spdlog::log(): whoever swaps the default logger
-        // while this thread logs must not free it under our feet.
-        spdlog::default_logger()->log(level, "[{}] [{}] {}", tag.function_name,
-                                      line.substr(2, separator - 2), line.substr(separator + 1));
+        LogInvocationLine(level, tag.function_name, line.substr(2, separator - 2),
+                          line.substr(separator + 1));
         return;
       }
     }
-    spdlog::default_logger()->info("[{}] [{}] [worker {} {}] {}", tag.function_name,
-                                   source.tag->RequestId(), tag.pid, source.stream, line);
+    LogInvocationLine(spdlog::level::info, tag.function_name, source.tag->RequestId(),
+                      absl::StrCat("[worker ", tag.pid, " ", source.stream, "] ", Sv(line)));
   }
 
   int epoll_fd_;
@@ -418,6 +427,7 @@ bool WorkerProcess::Healthy() {
   // An idle worker has nothing to say: readable means it died (EOF) or scribbled on its socket.
   if (::poll(&p, 1, 0) == 0) return true;
   int status = KillAndReap();
+  ScopedLogTags tags{{kTagFunction, function_name_}};
   spdlog::warn("[{}] worker {} died while idle ({}); starting a new one", function_name_, tag_->pid,
                DescribeWaitStatus(status));
   return false;
@@ -499,8 +509,9 @@ InvokeResult WorkerProcess::Died(InvokeResult result) {
   result.status = InvokeStatus::kCrash;
   result.error_type = "Runtime.ExitError";
   result.error_message = absl::StrCat("Runtime exited with error: ", DescribeWaitStatus(status));
-  spdlog::warn("[{}] [{}] worker {} died: {}", function_name_, result.request_id, result.worker_pid,
-               DescribeWaitStatus(status));
+  LogInvocationLine(
+      spdlog::level::warn, function_name_, result.request_id,
+      absl::StrCat("worker ", result.worker_pid, " died: ", DescribeWaitStatus(status)));
   return result;
 }
 
@@ -515,7 +526,7 @@ InvokeResult WorkerProcess::Invoke(const InvokeRequest& request, std::string_vie
     result.duration = absl::Nanoseconds(MonotonicNanos() - start);
     return std::move(result);
   };
-  tag_->SetRequestId(request_id);
+  tag_->SetInvocation(request_id, CurrentLogTags());
 
   wire::EncodeRequest(request, request_id, invoke_identity_arn, deadline, &send_);
   Io io = WriteAll(send_.data(), send_.size(), deadline);
@@ -528,8 +539,8 @@ InvokeResult WorkerProcess::Invoke(const InvokeRequest& request, std::string_vie
     result.error_type = "Sandbox.Timedout";
     result.error_message =
         absl::StrFormat("Task timed out after %.2f seconds", absl::ToDoubleSeconds(timeout));
-    spdlog::warn("[{}] [{}] {}; killed worker {}", function_name_, result.request_id,
-                 result.error_message, result.worker_pid);
+    LogInvocationLine(spdlog::level::warn, function_name_, result.request_id,
+                      absl::StrCat(result.error_message, "; killed worker ", result.worker_pid));
     return finish();
   }
   if (io == Io::kClosed) return Died(finish());
@@ -540,8 +551,9 @@ InvokeResult WorkerProcess::Invoke(const InvokeRequest& request, std::string_vie
     result.error_message =
         absl::StrCat("Runtime exited with error: memory_size of ", memory_size_mb_, " MB exceeded");
     result.max_memory_used_mb = memory_size_mb_;
-    spdlog::warn("[{}] [{}] worker {} ran out of memory (memory_size {} MB)", function_name_,
-                 result.request_id, result.worker_pid, memory_size_mb_);
+    LogInvocationLine(spdlog::level::warn, function_name_, result.request_id,
+                      absl::StrCat("worker ", result.worker_pid, " ran out of memory (memory_size ",
+                                   memory_size_mb_, " MB)"));
     return finish();
   }
   if (!valid || header.type != wire::FrameType::kResponse ||
