@@ -27,6 +27,7 @@ struct BrokerCommandOptions {
   std::string ready_file;
   std::string region = "us-east-1";
   std::string account_id = "000000000000";
+  LogOptions log;
 };
 
 absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
@@ -48,6 +49,7 @@ absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions
 }
 
 int RunBroker(const BrokerCommandOptions& options) {
+  if (!ApplyLogOptions(options.log, "broker")) return kExitUsage;
   auto broker_options = ToBrokerOptions(options);
   if (!broker_options.ok()) {
     PrintError(std::string(broker_options.status().message()));
@@ -122,6 +124,7 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
   command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();
   command->add_option("--account-id", options->account_id, "Account in stream ARNs")
       ->capture_default_str();
+  AddLogOptions(*command, &options->log);
   command->callback([options, exit_code] { *exit_code = RunBroker(*options); });
 }
 

@@ -18,6 +18,14 @@ struct ClientOptions {
   std::string output = "table";
 };
 
+// Logging options of the long-running commands (broker, poller, up).
+struct LogOptions {
+  // "text" (readable) or "json" (one object per line): --log-format, else $RUNNEL_LOG_FORMAT.
+  std::string format = "text";
+  // spdlog level name: --log-level, else $RUNNEL_LOG_LEVEL.
+  std::string level = "info";
+};
+
 // Exit codes: 0 success, 1 an error (one line on stderr), 2 a usage error.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;
@@ -36,6 +44,12 @@ void AddDlqCommands(CLI::App& app, int* exit_code);     // dlq list, show, redri
 void AddBrokerOption(CLI::App& command, ClientOptions* options);
 // Adds --output table|json.
 void AddOutputOption(CLI::App& command, ClientOptions* options);
+
+// Adds --log-format and --log-level (defaults from $RUNNEL_LOG_FORMAT / $RUNNEL_LOG_LEVEL).
+void AddLogOptions(CLI::App& command, LogOptions* options);
+// Applies them, tagging lines with `component` unless a thread says otherwise; false (after
+// printing the error) when a value is invalid.
+bool ApplyLogOptions(const LogOptions& options, const char* component);
 
 // Prints "runnel: <message>" to stderr.
 void PrintError(const std::string& message);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/logging.h"
 
 namespace runnel::cli {
 
@@ -23,6 +24,32 @@ void AddOutputOption(CLI::App& command, ClientOptions* options) {
       ->capture_default_str();
 }
 
+void AddLogOptions(CLI::App& command, LogOptions* options) {
+  if (const char* env = std::getenv("RUNNEL_LOG_FORMAT"); env != nullptr && *env != '\0') {
+    options->format = env;
+  }
+  if (const char* env = std::getenv("RUNNEL_LOG_LEVEL"); env != nullptr && *env != '\0') {
+    options->level = env;
+  }
+  command
+      .add_option("--log-format", options->format,
+                  "text (readable) or json (one object per line with time, level, component, "
+                  "stream, shard, mapping, function, request_id, message); env RUNNEL_LOG_FORMAT")
+      ->capture_default_str();
+  command
+      .add_option("--log-level", options->level,
+                  "trace, debug, info, warn, error, critical or off; env RUNNEL_LOG_LEVEL")
+      ->capture_default_str();
+}
+
+bool ApplyLogOptions(const LogOptions& options, const char* component) {
+  if (absl::Status status = InitLogging(options.format, options.level, component); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return false;
+  }
+  return true;
+}
+
 void PrintError(const std::string& message) { std::cerr << "runnel: " << message << std::endl; }
 
 }  // namespace runnel::cli
@@ -35,6 +62,14 @@ int main(int argc, char** argv) {
   app.name("runnel");
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("runnel ") + RUNNEL_VERSION);
+
+  // Every command logs through runnel's formatter; the long-running ones apply their
+  // --log-format / --log-level again when they start.
+  app.parse_complete_callback([&app] {
+    const char* component = "runnel";
+    if (!app.get_subcommands().empty()) component = app.get_subcommands()[0]->get_name().c_str();
+    (void)runnel::InitLogging("text", "info", component);
+  });
 
   int exit_code = kExitOk;
   AddBrokerCommand(app, &exit_code);

@@ -20,13 +20,15 @@
 namespace runnel::cli {
 namespace {
 
-// How long in-flight invocations get to finish on shutdown.
-constexpr absl::Duration kStopGrace = absl::Seconds(30);
+// How long in-flight invocations get to finish on shutdown, unless --shutdown-timeout says.
+constexpr char kDefaultShutdownTimeout[] = "30s";
 
 struct PollerCommandOptions {
   ClientOptions client;
+  LogOptions log;
   std::string file;
   std::vector<std::string> plugin_dirs;
+  std::string shutdown_timeout = kDefaultShutdownTimeout;
 };
 
 struct UpOptions {
@@ -36,7 +38,45 @@ struct UpOptions {
   std::string fsync = "always";
   std::vector<std::string> plugin_dirs;
   std::string ready_file;
+  LogOptions log;
+  std::string shutdown_timeout = kDefaultShutdownTimeout;
 };
+
+absl::StatusOr<absl::Duration> ParseShutdownTimeout(const std::string& text) {
+  absl::Duration timeout;
+  if (!absl::ParseDuration(text, &timeout) || timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--shutdown-timeout: '", text, "' is not a duration like 30s, 2m or 0s (0s: do not wait)"));
+  }
+  return timeout;
+}
+
+void AddShutdownTimeoutOption(CLI::App& command, std::string* timeout) {
+  command
+      .add_option("--shutdown-timeout", *timeout,
+                  "On SIGTERM or Ctrl-C: how long invocations in flight get to finish. Past it the "
+                  "process writes the checkpoints of everything that finished and exits; the "
+                  "unfinished batches are delivered again after a restart. A second signal exits "
+                  "at once.")
+      ->capture_default_str();
+}
+
+// Stops the poller: no new batches at once, in-flight invocations get `timeout`, then the final
+// checkpoints. Past the deadline, records what finished and leaves the rest running for the
+// process exit to end (returns false).
+bool StopPoller(poller::Poller& poller, const char* signal, absl::Duration timeout) {
+  spdlog::info(
+      "received {}: stopping; invocations in flight get up to {} to finish (a second signal "
+      "exits at once)",
+      signal, absl::FormatDuration(timeout));
+  if (StopWithin([&poller, timeout] { poller.Stop(timeout); }, timeout)) return true;
+  const bool flushed = poller.FlushCheckpoints();
+  spdlog::warn(
+      "shutdown timeout ({}) passed with invocations still running: checkpoints of what finished "
+      "{}; the unfinished batches will be delivered again after a restart",
+      absl::FormatDuration(timeout), flushed ? "are written" : "could NOT all be written");
+  return false;
+}
 
 void PrintBanner(const poller::Poller& poller) {
   for (const std::string& line : poller.Describe()) std::printf("  mapping %s\n", line.c_str());
@@ -44,6 +84,12 @@ void PrintBanner(const poller::Poller& poller) {
 }
 
 int RunPoller(const PollerCommandOptions& options) {
+  if (!ApplyLogOptions(options.log, "poller")) return kExitUsage;
+  auto shutdown_timeout = ParseShutdownTimeout(options.shutdown_timeout);
+  if (!shutdown_timeout.ok()) {
+    PrintError(std::string(shutdown_timeout.status().message()));
+    return kExitUsage;
+  }
   auto config = poller::LoadConfig(options.file);
   if (!config.ok()) {
     PrintError(std::string(config.status().message()));
@@ -62,14 +108,17 @@ int RunPoller(const PollerCommandOptions& options) {
   std::printf("runnel poller: %s against the broker at %s\n", options.file.c_str(),
               options.client.broker.c_str());
   PrintBanner(**poller);
-  spdlog::info("received {}, stopping (in-flight invocations get {} to finish)",
-               WaitForShutdownSignal(signals), absl::FormatDuration(kStopGrace));
-  (*poller)->Stop(kStopGrace);
-  poller->reset();
+  if (StopPoller(**poller, WaitForShutdownSignal(signals), *shutdown_timeout)) poller->reset();
   ExitAfterCleanShutdown();
 }
 
 int RunUp(const UpOptions& options) {
+  if (!ApplyLogOptions(options.log, "up")) return kExitUsage;
+  auto shutdown_timeout = ParseShutdownTimeout(options.shutdown_timeout);
+  if (!shutdown_timeout.ok()) {
+    PrintError(std::string(shutdown_timeout.status().message()));
+    return kExitUsage;
+  }
   std::optional<poller::Config> config;
   if (!options.file.empty()) {
     auto loaded = poller::LoadConfig(options.file);
@@ -126,10 +175,17 @@ int RunUp(const UpOptions& options) {
       return kExitError;
     }
   }
-  spdlog::info("received {}, stopping", WaitForShutdownSignal(signals));
+  const char* signal = WaitForShutdownSignal(signals);
   if (poller) {
-    poller->Stop(kStopGrace);
-    poller.reset();
+    // Past the deadline the broker still closes cleanly below; the poller, still running an
+    // invocation, is left for the process exit.
+    if (StopPoller(*poller, signal, *shutdown_timeout)) {
+      poller.reset();
+    } else {
+      (void)poller.release();
+    }
+  } else {
+    spdlog::info("received {}: stopping", signal);
   }
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
@@ -150,6 +206,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                              "Folder to look up plugins named by file name (repeatable; also "
                              "RUNNEL_PLUGIN_PATH)");
   AddBrokerOption(*poller_command, &poller->client);
+  AddShutdownTimeoutOption(*poller_command, &poller->shutdown_timeout);
+  AddLogOptions(*poller_command, &poller->log);
   poller_command->callback([poller, exit_code] { *exit_code = RunPoller(*poller); });
 
   auto up = std::make_shared<UpOptions>();
@@ -169,6 +227,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                          "Folder to look up plugins named by file name (repeatable)");
   up_command->add_option("--ready-file", up->ready_file,
                          "Write the broker's address to this file once everything runs");
+  AddShutdownTimeoutOption(*up_command, &up->shutdown_timeout);
+  AddLogOptions(*up_command, &up->log);
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });
 }
 

@@ -5,6 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <memory>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::cli {
@@ -23,6 +27,21 @@ const char* WaitForShutdownSignal(const sigset_t& signals) {
   sigwait(&signals, &signal_number);
   pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
   return signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+bool StopWithin(const std::function<void()>& stop, absl::Duration deadline) {
+  // Shared with the thread: when the deadline passes, this frame returns while it still runs.
+  auto done = std::make_shared<absl::Notification>();
+  std::thread stopper([stop, done] {
+    stop();
+    done->Notify();
+  });
+  if (done->WaitForNotificationWithTimeout(deadline)) {
+    stopper.join();
+    return true;
+  }
+  stopper.detach();
+  return false;
 }
 
 void ExitAfterCleanShutdown() {

@@ -4,16 +4,22 @@
 // records are logged instead. A batch is written with one write(2) on an O_APPEND file, so
 // batches from concurrent workers never interleave within a batch. With ECHO_FAIL_ON=MARKER, a
 // batch holding a record whose data contains MARKER fails (and writes nothing), so tests can
-// check what a mapping's failure handling lets through, and in which order.
+// check what a mapping's failure handling lets through, and in which order. With
+// ECHO_DELAY_MS=N, each invocation takes N ms before it writes, so tests can catch invocations in
+// flight (e.g. a shutdown under load); with ECHO_STARTED_FILE=PATH, each invocation first appends
+// a line to PATH, so a test knows one is running.
 #include <fcntl.h>
 #include <runnel/handler.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace {
 
@@ -44,6 +50,8 @@ class Echo : public runnel::Handler {
   void Init(const runnel::Config& config) override {
     path_ = config.env("ECHO_FILE");
     fail_on_ = config.env("ECHO_FAIL_ON");
+    delay_ms_ = std::atoi(config.env("ECHO_DELAY_MS").c_str());
+    started_path_ = config.env("ECHO_STARTED_FILE");
   }
 
   runnel::Result Handle(const runnel::Event& event, runnel::Context& context) override {
@@ -56,6 +64,8 @@ class Echo : public runnel::Handler {
         }
       }
     }
+    if (!started_path_.empty()) Append(started_path_, "started\n");
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     std::string lines;
     for (const runnel::Record& record : event.records()) {
       lines += record.sequence_number();
@@ -69,20 +79,27 @@ class Echo : public runnel::Handler {
       context.logger().info(lines);
       return runnel::Result::Success();
     }
-    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path_);
-    ssize_t written = ::write(fd, lines.data(), lines.size());
-    int error = errno;
-    ::close(fd);
-    if (written != static_cast<ssize_t>(lines.size())) {
-      throw std::system_error(written < 0 ? error : EIO, std::generic_category(), "write " + path_);
-    }
+    Append(path_, lines);
     return runnel::Result::Success();
   }
 
  private:
+  // One write(2) on an O_APPEND file: concurrent writers never interleave within it.
+  static void Append(const std::string& path, std::string_view text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path);
+    ssize_t written = ::write(fd, text.data(), text.size());
+    int error = errno;
+    ::close(fd);
+    if (written != static_cast<ssize_t>(text.size())) {
+      throw std::system_error(written < 0 ? error : EIO, std::generic_category(), "write " + path);
+    }
+  }
+
   std::string path_;
+  std::string started_path_;
   std::string fail_on_;
+  int delay_ms_ = 0;
 };
 
 }  // namespace

@@ -164,7 +164,8 @@ class ShardConsumer {
     }
   }
 
-  // Stops reading and taking new batches; batches in flight finish.
+  // Stops reading; the lanes finish the records already read (see LaneLoop), except batches
+  // that need a retry.
   void RequestStop() {
     stopping_ = true;
     {
@@ -401,8 +402,11 @@ class ShardConsumer {
       {
         absl::MutexLock lock(&lane.mu);
         for (;;) {
-          if (lane.stopping) return;
-          const absl::Time now = absl::Now();
+          // Stopping drains what was already read, without waiting for batching windows: a
+          // record left behind would hold the checkpoint below records other lanes finished,
+          // and those would be delivered again after a restart.
+          if (lane.stopping && lane.batcher.empty()) return;
+          const absl::Time now = lane.stopping ? absl::InfiniteFuture() : absl::Now();
           const size_t ready = lane.batcher.Ready(now);
           if (ready > 0) {
             lane.batcher.Take(ready);

@@ -37,8 +37,12 @@ class MappingRunner {
   // shard without a checkpoint starts at the mapping's starting position.
   static absl::StatusOr<std::unique_ptr<MappingRunner>> Start(MappingRunnerOptions options);
 
-  // Stops reading, lets invocations in flight finish (a batch still running after `grace` is
-  // left unfinished and will be retried after a restart), and writes the final checkpoints.
+  // Stops reading, lets the lanes finish the records already read (invoked at once, without
+  // waiting for batching windows; a batch that fails is not retried but left for after a
+  // restart), and writes the final checkpoints. `grace` bounds the retries of the final
+  // checkpoint writes; the wait for invocations is bounded by the function's timeout (process
+  // isolation) — a process that must exit sooner uses FlushCheckpoints (see `runnel poller
+  // --shutdown-timeout`).
   void Stop(absl::Duration grace);
   ~MappingRunner();
 

@@ -10,10 +10,12 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/test_support.h"
 
@@ -44,6 +46,7 @@ struct MappingYaml {
   std::string echo_file;
   std::string extra;  // more mapping keys, indented for the mapping entry
   std::string isolation = "in_process";
+  std::string environment = {};  // more environment entries, indented for the environment map
 };
 
 std::string Yaml(int shards, const std::vector<MappingYaml>& mappings) {
@@ -52,7 +55,7 @@ std::string Yaml(int shards, const std::vector<MappingYaml>& mappings) {
   for (const auto& m : mappings) {
     absl::StrAppend(&yaml, "  - name: ", m.function, "\n    plugin: ", kEchoPlugin,
                     "\n    isolation: ", m.isolation,
-                    "\n    environment:\n      ECHO_FILE: ", m.echo_file, "\n");
+                    "\n    environment:\n      ECHO_FILE: ", m.echo_file, "\n", m.environment);
   }
   absl::StrAppend(&yaml, "event_source_mappings:\n");
   for (const auto& m : mappings) {
@@ -63,15 +66,16 @@ std::string Yaml(int shards, const std::vector<MappingYaml>& mappings) {
 
 class UpProcess {
  public:
-  static std::unique_ptr<UpProcess> Start(const std::string& yaml_path,
-                                          const std::string& data_dir) {
+  static std::unique_ptr<UpProcess> Start(const std::string& yaml_path, const std::string& data_dir,
+                                          const std::vector<std::string>& extra_args = {}) {
     auto up = std::make_unique<UpProcess>();
     const std::string ready = data_dir + ".ready";
     std::filesystem::remove(ready);
-    auto process =
-        ChildProcess::Start({RUNNEL_BINARY, "up", "-f", yaml_path, "--listen", "127.0.0.1:0",
-                             "--data-dir", data_dir, "--ready-file", ready},
-                            data_dir + ".log");
+    std::vector<std::string> argv = {RUNNEL_BINARY,  "up",          "-f",         yaml_path,
+                                     "--listen",     "127.0.0.1:0", "--data-dir", data_dir,
+                                     "--ready-file", ready};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto process = ChildProcess::Start(argv, data_dir + ".log");
     EXPECT_TRUE(process.ok()) << process.status();
     if (!process.ok()) return nullptr;
     up->process_ = std::move(*process);
@@ -452,8 +456,8 @@ TEST(PollerFailureTest, PerKeyOrderHoldsThroughBisectRetriesAndDiscards) {
       Yaml(2, {{.echo_file = echo,
                 .extra = absl::StrCat("    batch_size: 50\n    parallelization_factor: 3\n",
                                       "    bisect_batch_on_error: true\n    retry_attempts: 1\n",
-                                      "    on_failure: file:", dlq, "\n")}});
-  yaml.replace(yaml.find("      ECHO_FILE:"), 0, "      ECHO_FAIL_ON: BAD\n");
+                                      "    on_failure: file:", dlq, "\n"),
+                .environment = "      ECHO_FAIL_ON: BAD\n"}});
   std::ofstream(dir.File("up.yaml")) << yaml;
   auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
   ASSERT_NE(up, nullptr);
@@ -607,6 +611,190 @@ TEST(PollerStartingPositionTest, TrimHorizonLatestAndAtTimestamp) {
             (std::vector<std::string>{"key-0#5", "key-0#6", "key-0#7"}));
   EXPECT_EQ(data(ReadEcho(dir.File("at_time.out"))),
             (std::vector<std::string>{"key-0#5", "key-0#6", "key-0#7"}));
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Puts batches of one record per key ("key-K#N", N counting up) until told to stop or the broker
+// stops answering; returns the data of every record the broker acknowledged.
+class BackgroundProducer {
+ public:
+  BackgroundProducer(v1::StreamBroker::Stub& stub, int keys)
+      : thread_([this, &stub, keys] { Run(stub, keys); }) {}
+  ~BackgroundProducer() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::set<std::string> Acknowledged() {
+    Stop();
+    return acknowledged_;
+  }
+
+ private:
+  void Run(v1::StreamBroker::Stub& stub, int keys) {
+    for (int n = 0; !stop_; ++n) {
+      std::vector<std::pair<std::string, std::string>> batch;
+      for (int k = 0; k < keys; ++k) {
+        batch.push_back({absl::StrCat("key-", k), absl::StrCat("key-", k, "#", n)});
+      }
+      grpc::Status status;
+      v1::PutRecordsResponse response = PutRecords(stub, "events", batch, &status);
+      if (!status.ok()) return;  // the broker went away: the shutdown under test
+      for (int i = 0; i < response.records_size(); ++i) {
+        if (response.records(i).error_code().empty()) acknowledged_.insert(batch[i].second);
+      }
+    }
+  }
+  std::atomic<bool> stop_{false};
+  std::set<std::string> acknowledged_;
+  std::thread thread_;
+};
+
+TEST(PollerShutdownTest, SigtermUnderLoadLosesNothingAndRepeatsNothingThatFinished) {
+  TempDir dir("poller-sigterm-load");
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml"))
+      << Yaml(2, {{.echo_file = echo,
+                   .extra = "    batch_size: 25\n    parallelization_factor: 3\n",
+                   .isolation = "process",
+                   .environment = "      ECHO_DELAY_MS: \"5\"\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  std::set<std::string> acknowledged;
+  {
+    BackgroundProducer producer(up->stub(), 40);
+    // Under load: the handler is busy and records are queued behind it.
+    ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= 600; }, absl::Seconds(60)));
+    up->process().Signal(SIGTERM);
+    auto status = up->process().Wait(absl::Seconds(60));
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+    acknowledged = producer.Acknowledged();
+  }
+  const std::vector<EchoLine> before = ReadEcho(echo);
+  EXPECT_THAT(ReadText(dir.File("data") + ".log"), ::testing::HasSubstr("received SIGTERM"));
+
+  up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"));
+  ASSERT_NE(up, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= acknowledged.size(); }, absl::Seconds(120)))
+      << UniqueLines(echo) << " of " << acknowledged.size();
+  const std::vector<EchoLine> lines = ReadEcho(echo);
+  // Nothing acknowledged is lost, nothing is delivered twice (every batch that had finished
+  // was checkpointed before the exit), and each key's records came in put order.
+  std::set<std::string> sequences, delivered;
+  std::map<std::string, int> last_n;
+  for (const EchoLine& line : lines) {
+    EXPECT_TRUE(sequences.insert(line.sequence_number).second)
+        << "delivered twice: " << line.data << (&line < &lines[before.size()] ? "" : " (after)");
+    delivered.insert(line.data);
+    std::vector<std::string> parts = absl::StrSplit(line.data, '#');
+    ASSERT_EQ(parts.size(), 2u);
+    int n = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(parts[1], &n));
+    auto [it, first] = last_n.try_emplace(parts[0], n);
+    if (!first) EXPECT_GT(n, it->second) << parts[0];
+    it->second = n;
+  }
+  for (const std::string& data : acknowledged) {
+    EXPECT_TRUE(delivered.contains(data)) << "acknowledged but never delivered: " << data;
+  }
+  RecordProperty("delivered_before_sigterm", static_cast<int>(before.size()));
+  RecordProperty("acknowledged", static_cast<int>(acknowledged.size()));
+}
+
+TEST(PollerShutdownTest, ShutdownTimeoutBoundsTheWaitForAHungInvocation) {
+  TempDir dir("poller-shutdown-timeout");
+  const std::string echo = dir.File("echo.out");
+  const std::string started = dir.File("started");
+  // One shard, one lane: an invocation that takes a minute holds it.
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      1, {{.echo_file = echo,
+           .extra = "    batch_size: 1\n",
+           .environment = absl::StrCat(
+               "      ECHO_DELAY_MS: \"60000\"\n      ECHO_STARTED_FILE: ", started, "\n")}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), {"--shutdown-timeout", "1s"});
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 1, 1);
+  const std::string log = dir.File("data") + ".log";
+  ASSERT_TRUE(WaitFor([&] { return !ReadText(started).empty(); }, absl::Seconds(30)))
+      << "the invocation never started";
+  const absl::Time signalled = absl::Now();
+  up->process().Signal(SIGTERM);
+  auto status = up->process().Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.ok()) << "did not exit within 30 s of SIGTERM with --shutdown-timeout 1s";
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(15));
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  EXPECT_THAT(ReadText(log), ::testing::HasSubstr("shutdown timeout (1s) passed"));
+  EXPECT_TRUE(ReadEcho(echo).empty());
+}
+
+TEST(PollerShutdownTest, ASecondSignalEndsTheProcessAtOnce) {
+  TempDir dir("poller-second-signal");
+  const std::string echo = dir.File("echo.out");
+  const std::string started = dir.File("started");
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      1, {{.echo_file = echo,
+           .extra = "    batch_size: 1\n",
+           .environment = absl::StrCat(
+               "      ECHO_DELAY_MS: \"60000\"\n      ECHO_STARTED_FILE: ", started, "\n")}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), {"--shutdown-timeout", "5m"});
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), 1, 1);
+  ASSERT_TRUE(WaitFor([&] { return !ReadText(started).empty(); }, absl::Seconds(30)))
+      << "the invocation never started";
+  const std::string log = dir.File("data") + ".log";
+  up->process().Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return ReadText(log).find("received SIGTERM") != std::string::npos; },
+                      absl::Seconds(30)));
+  const absl::Time second = absl::Now();
+  up->process().Signal(SIGTERM);
+  auto status = up->process().Wait(absl::Seconds(10));
+  ASSERT_TRUE(status.ok()) << "a second SIGTERM did not end the process";
+  EXPECT_LT(absl::Now() - second, absl::Seconds(5));
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << *status;
+}
+
+TEST(PollerLogTest, JsonLogLinesCarryTheMappingShardAndRequest) {
+  TempDir dir("poller-json-log");
+  const std::string echo = dir.File("echo.out");
+  std::ofstream(dir.File("up.yaml")) << Yaml(1, {{.echo_file = echo,
+                                                  .extra = "    batch_size: 1\n",
+                                                  .isolation = "process",
+                                                  .environment = "      ECHO_FAIL_ON: BAD\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), {"--log-format", "json"});
+  ASSERT_NE(up, nullptr);
+  grpc::Status put_status;
+  PutRecords(up->stub(), "events", {{"k", "BAD record"}}, &put_status);
+  ASSERT_TRUE(put_status.ok());
+  const std::string log = dir.File("data") + ".log";
+  ASSERT_TRUE(WaitFor([&] { return ReadText(log).find("failed (EchoFailOn") != std::string::npos; },
+                      absl::Seconds(30)));
+  up->process().Signal(SIGTERM);
+  ASSERT_TRUE(up->process().Wait(absl::Seconds(60)).ok());
+  bool found = false;
+  std::istringstream lines(ReadText(log));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;  // the start-up banner is plain text
+    EXPECT_EQ(line.back(), '}') << line;
+    EXPECT_NE(line.find(R"("component":")"), std::string::npos) << line;
+    if (line.find("failed (EchoFailOn") == std::string::npos) continue;
+    found = true;
+    EXPECT_NE(line.find(R"("level":"warning")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("component":"poller")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("mapping":"events/echo")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("stream":"events")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("shard":"shardId-000000000000")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("function":"echo")"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("request_id":")"), std::string::npos) << line;
+  }
+  EXPECT_TRUE(found);
 }
 
 }  // namespace
