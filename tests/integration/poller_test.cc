@@ -698,7 +698,9 @@ TEST(PollerShutdownTest, SigtermUnderLoadLosesNothingAndRepeatsNothingThatFinish
     int n = 0;
     ASSERT_TRUE(absl::SimpleAtoi(parts[1], &n));
     auto [it, first] = last_n.try_emplace(parts[0], n);
-    if (!first) EXPECT_GT(n, it->second) << parts[0];
+    if (!first) {
+      EXPECT_GT(n, it->second) << parts[0];
+    }
     it->second = n;
   }
   for (const std::string& data : acknowledged) {
