@@ -11,6 +11,7 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/kinesis_endpoint.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "poller/config.h"
@@ -36,6 +37,8 @@ struct UpOptions {
   std::string fsync = "always";
   std::vector<std::string> plugin_dirs;
   std::string ready_file;
+  std::string kinesis_listen;  // empty: no Kinesis HTTP endpoint
+  std::string kinesis_ready_file;
 };
 
 void PrintBanner(const poller::Poller& poller) {
@@ -99,6 +102,15 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: broker on %s (data directory %s, fsync %s)\n",
               (*server)->address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
+  auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
+  if (!kinesis.ok()) {
+    PrintError(std::string(kinesis.status().message()));
+    return kExitError;
+  }
+  if (*kinesis != nullptr) {
+    std::printf("runnel up: Kinesis API on %s (HTTP/1.1 and h2c; AWS CLI: --endpoint-url %s)\n",
+                (*kinesis)->endpoint().c_str(), (*kinesis)->endpoint().c_str());
+  }
   std::unique_ptr<poller::Poller> poller;
   if (config.has_value()) {
     poller::PollerOptions poller_options;
@@ -119,18 +131,19 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: Ctrl-C stops\n");
   std::fflush(stdout);
-  if (!options.ready_file.empty()) {
-    if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
-        !status.ok()) {
-      PrintError(std::string(status.message()));
-      return kExitError;
-    }
+  if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
+                                    options.kinesis_ready_file, kinesis->get());
+      !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
   }
   spdlog::info("received {}, stopping", WaitForShutdownSignal(signals));
   if (poller) {
     poller->Stop(kStopGrace);
     poller.reset();
   }
+  if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
+  kinesis->reset();
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
   broker->reset();
@@ -169,6 +182,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                          "Folder to look up plugins named by file name (repeatable)");
   up_command->add_option("--ready-file", up->ready_file,
                          "Write the broker's address to this file once everything runs");
+  AddKinesisOptions(*up_command, &up->kinesis_listen, &up->kinesis_ready_file);
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });
 }
 
