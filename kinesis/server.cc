@@ -87,6 +87,7 @@ struct KinesisHttpServer::Impl {
   std::thread thread;
 
   std::atomic<bool> stop_requested{false};
+  bool wake_seen = false;     // loop thread: Shutdown's wake-up message was taken off the queue
   bool stopped = false;       // guarded by the caller of Shutdown
   bool leak_context = false;  // set by Run when a client kept a connection past the grace
   absl::Duration grace = absl::Seconds(2);
@@ -241,6 +242,7 @@ void OnMessages(h2o_multithread_receiver_t* receiver, h2o_linklist_t* messages) 
         server->in_flight.fetch_sub(1);
         break;
       case LoopMessage::kWake:
+        server->wake_seen = true;
         break;
     }
   }
@@ -434,6 +436,9 @@ void KinesisHttpServer::Impl::Run() {
     }
     h2o_evloop_run(loop, 10);
   }
+  // The receiver must be empty when it is unregistered: wait for Shutdown's wake-up message
+  // and for any call a connection still open started meanwhile.
+  while (!wake_seen || in_flight.load() > 0) h2o_evloop_run(loop, 10);
   for (const auto& [key, call] : streams) call->subscription.reset();
   streams.clear();
   // The graceful-shutdown timer must not outlive the context (h2o asserts on disposal).
