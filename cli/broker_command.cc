@@ -10,6 +10,7 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/kinesis_endpoint.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "spdlog/spdlog.h"
@@ -25,6 +26,8 @@ struct BrokerCommandOptions {
   bool throughput_limits = false;
   int segment_mib = 64;
   std::string ready_file;
+  std::string kinesis_listen;  // empty: no Kinesis HTTP endpoint
+  std::string kinesis_ready_file;
   std::string region = "us-east-1";
   std::string account_id = "000000000000";
   LogOptions log;
@@ -70,14 +73,23 @@ int RunBroker(const BrokerCommandOptions& options) {
   }
   spdlog::info("runnel broker listening on {} (data directory {}, fsync {})", (*server)->address(),
                options.data_dir, options.fsync);
-  if (!options.ready_file.empty()) {
-    if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
-        !status.ok()) {
-      PrintError(std::string(status.message()));
-      return kExitError;
-    }
+  auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
+  if (!kinesis.ok()) {
+    PrintError(std::string(kinesis.status().message()));
+    return kExitError;
+  }
+  if (*kinesis != nullptr) {
+    spdlog::info("runnel broker: Kinesis API on {} (HTTP/1.1 and h2c)", (*kinesis)->endpoint());
+  }
+  if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
+                                    options.kinesis_ready_file, kinesis->get());
+      !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
   }
   spdlog::info("received {}, shutting down", WaitForShutdownSignal(signals));
+  if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
+  kinesis->reset();
   // In-flight puts finish in milliseconds; an idle client connection would otherwise hold
   // the whole grace period.
   (*server)->Shutdown(absl::Milliseconds(500));
@@ -121,6 +133,7 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   command->add_option("--ready-file", options->ready_file,
                       "Write the bound address to this file once serving (for scripts and tests)");
+  AddKinesisOptions(*command, &options->kinesis_listen, &options->kinesis_ready_file);
   command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();
   command->add_option("--account-id", options->account_id, "Account in stream ARNs")
       ->capture_default_str();

@@ -11,6 +11,7 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/kinesis_endpoint.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "poller/config.h"
@@ -40,6 +41,8 @@ struct UpOptions {
   std::string ready_file;
   LogOptions log;
   std::string shutdown_timeout = kDefaultShutdownTimeout;
+  std::string kinesis_listen;  // empty: no Kinesis HTTP endpoint
+  std::string kinesis_ready_file;
 };
 
 absl::StatusOr<absl::Duration> ParseShutdownTimeout(const std::string& text) {
@@ -148,6 +151,15 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: broker on %s (data directory %s, fsync %s)\n",
               (*server)->address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
+  auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
+  if (!kinesis.ok()) {
+    PrintError(std::string(kinesis.status().message()));
+    return kExitError;
+  }
+  if (*kinesis != nullptr) {
+    std::printf("runnel up: Kinesis API on %s (HTTP/1.1 and h2c; AWS CLI: --endpoint-url %s)\n",
+                (*kinesis)->endpoint().c_str(), (*kinesis)->endpoint().c_str());
+  }
   std::unique_ptr<poller::Poller> poller;
   if (config.has_value()) {
     poller::PollerOptions poller_options;
@@ -168,12 +180,11 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: Ctrl-C stops\n");
   std::fflush(stdout);
-  if (!options.ready_file.empty()) {
-    if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
-        !status.ok()) {
-      PrintError(std::string(status.message()));
-      return kExitError;
-    }
+  if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
+                                    options.kinesis_ready_file, kinesis->get());
+      !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
   }
   const char* signal = WaitForShutdownSignal(signals);
   if (poller) {
@@ -187,6 +198,8 @@ int RunUp(const UpOptions& options) {
   } else {
     spdlog::info("received {}: stopping", signal);
   }
+  if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
+  kinesis->reset();
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
   broker->reset();
@@ -229,6 +242,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                          "Write the broker's address to this file once everything runs");
   AddShutdownTimeoutOption(*up_command, &up->shutdown_timeout);
   AddLogOptions(*up_command, &up->log);
+  AddKinesisOptions(*up_command, &up->kinesis_listen, &up->kinesis_ready_file);
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });
 }
 
