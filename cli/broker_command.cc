@@ -10,8 +10,10 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
+#include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::cli {
@@ -27,6 +29,7 @@ struct BrokerCommandOptions {
   std::string ready_file;
   std::string region = "us-east-1";
   std::string account_id = "000000000000";
+  MetricsOptions metrics;
 };
 
 absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
@@ -54,11 +57,20 @@ int RunBroker(const BrokerCommandOptions& options) {
     return kExitUsage;
   }
   sigset_t signals = BlockShutdownSignals();
+  auto registry = std::make_shared<prometheus::Registry>();
+  broker_options->metrics = registry;
   auto broker = broker::Broker::Open(*broker_options);
   if (!broker.ok()) {
     PrintError(std::string(broker.status().message()));
     return kExitError;
   }
+  // After the broker (the scrape hook reads it), destroyed before it.
+  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
+  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
   broker::ServerOptions server_options;
   server_options.listen = options.listen;
   auto server = broker::BrokerServer::Start(broker->get(), server_options);
@@ -66,8 +78,9 @@ int RunBroker(const BrokerCommandOptions& options) {
     PrintError(std::string(server.status().message()));
     return kExitError;
   }
-  spdlog::info("runnel broker listening on {} (data directory {}, fsync {})", (*server)->address(),
-               options.data_dir, options.fsync);
+  spdlog::info("runnel broker listening on {} (data directory {}, fsync {}, metrics {})",
+               (*server)->address(), options.data_dir, options.fsync,
+               *metrics ? (*metrics)->url() : "off");
   if (!options.ready_file.empty()) {
     if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
         !status.ok()) {
@@ -75,11 +88,16 @@ int RunBroker(const BrokerCommandOptions& options) {
       return kExitError;
     }
   }
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   spdlog::info("received {}, shutting down", WaitForShutdownSignal(signals));
   // In-flight puts finish in milliseconds; an idle client connection would otherwise hold
   // the whole grace period.
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
+  metrics->reset();
   broker->reset();  // completes pending appends and syncs every shard
   ExitAfterCleanShutdown();
 }
@@ -119,6 +137,8 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   command->add_option("--ready-file", options->ready_file,
                       "Write the bound address to this file once serving (for scripts and tests)");
+  AddMetricsOptions(*command, &options->metrics, kDefaultBrokerMetrics,
+                    "runnel_broker_*: throughput, latency, iterator age, throttling, disk");
   command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();
   command->add_option("--account-id", options->account_id, "Account in stream ARNs")
       ->capture_default_str();

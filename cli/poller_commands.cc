@@ -11,10 +11,12 @@
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "cli/commands.h"
+#include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "poller/config.h"
 #include "poller/poller.h"
+#include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::cli {
@@ -27,6 +29,7 @@ struct PollerCommandOptions {
   ClientOptions client;
   std::string file;
   std::vector<std::string> plugin_dirs;
+  MetricsOptions metrics;
 };
 
 struct UpOptions {
@@ -36,6 +39,7 @@ struct UpOptions {
   std::string fsync = "always";
   std::vector<std::string> plugin_dirs;
   std::string ready_file;
+  MetricsOptions metrics;
 };
 
 void PrintBanner(const poller::Poller& poller) {
@@ -50,10 +54,17 @@ int RunPoller(const PollerCommandOptions& options) {
     return kExitError;
   }
   sigset_t signals = BlockShutdownSignals();
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = StartMetrics(options.metrics, kDefaultPollerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
   poller::PollerOptions poller_options;
   poller_options.config = std::move(*config);
   poller_options.broker = broker::MakeBrokerChannel(options.client.broker);
   poller_options.plugin_dirs = options.plugin_dirs;
+  poller_options.metrics = registry;
   auto poller = poller::Poller::Start(std::move(poller_options));
   if (!poller.ok()) {
     PrintError(std::string(poller.status().message()));
@@ -61,7 +72,12 @@ int RunPoller(const PollerCommandOptions& options) {
   }
   std::printf("runnel poller: %s against the broker at %s\n", options.file.c_str(),
               options.client.broker.c_str());
+  std::printf("runnel poller: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
   PrintBanner(**poller);
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   spdlog::info("received {}, stopping (in-flight invocations get {} to finish)",
                WaitForShutdownSignal(signals), absl::FormatDuration(kStopGrace));
   (*poller)->Stop(kStopGrace);
@@ -80,7 +96,10 @@ int RunUp(const UpOptions& options) {
     config = std::move(*loaded);
   }
   sigset_t signals = BlockShutdownSignals();
+  // One registry: broker and poller families on one /metrics.
+  auto registry = std::make_shared<prometheus::Registry>();
   broker::BrokerOptions broker_options;
+  broker_options.metrics = registry;
   broker_options.data_dir = options.data_dir;
   broker_options.default_fsync = options.fsync == "interval" ? v1::FSYNC_INTERVAL
                                  : options.fsync == "never"  ? v1::FSYNC_NEVER
@@ -90,6 +109,13 @@ int RunUp(const UpOptions& options) {
     PrintError(std::string(broker.status().message()));
     return kExitError;
   }
+  // After the broker (the scrape hook reads it), destroyed before it.
+  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
+  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
   broker::ServerOptions server_options;
   server_options.listen = options.listen;
   auto server = broker::BrokerServer::Start(broker->get(), server_options);
@@ -99,6 +125,7 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: broker on %s (data directory %s, fsync %s)\n",
               (*server)->address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
+  std::printf("runnel up: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
   std::unique_ptr<poller::Poller> poller;
   if (config.has_value()) {
     poller::PollerOptions poller_options;
@@ -106,6 +133,7 @@ int RunUp(const UpOptions& options) {
     poller_options.broker = (*server)->InProcessChannel();
     poller_options.plugin_dirs = options.plugin_dirs;
     poller_options.create_streams = true;
+    poller_options.metrics = registry;
     auto started = poller::Poller::Start(std::move(poller_options));
     if (!started.ok()) {
       PrintError(std::string(started.status().message()));
@@ -119,6 +147,11 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: Ctrl-C stops\n");
   std::fflush(stdout);
+  // Before --ready-file: whoever waits for that one may read this one at once.
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   if (!options.ready_file.empty()) {
     if (auto status = WriteFileAtomically(options.ready_file, (*server)->address() + "\n");
         !status.ok()) {
@@ -133,6 +166,7 @@ int RunUp(const UpOptions& options) {
   }
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
+  metrics->reset();
   broker->reset();
   ExitAfterCleanShutdown();
 }
@@ -150,6 +184,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                              "Folder to look up plugins named by file name (repeatable; also "
                              "RUNNEL_PLUGIN_PATH)");
   AddBrokerOption(*poller_command, &poller->client);
+  AddMetricsOptions(*poller_command, &poller->metrics, kDefaultPollerMetrics,
+                    "runnel_poller_*: iterator age, invocations, errors, retries, checkpoints");
   poller_command->callback([poller, exit_code] { *exit_code = RunPoller(*poller); });
 
   auto up = std::make_shared<UpOptions>();
@@ -169,6 +205,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                          "Folder to look up plugins named by file name (repeatable)");
   up_command->add_option("--ready-file", up->ready_file,
                          "Write the broker's address to this file once everything runs");
+  AddMetricsOptions(*up_command, &up->metrics, kDefaultBrokerMetrics,
+                    "runnel_broker_* and runnel_poller_* on one address");
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });
 }
 

@@ -17,6 +17,7 @@
 #include "poller/failure_policy.h"
 #include "poller/failure_record.h"
 #include "poller/filter.h"
+#include "poller/metrics.h"
 #include "runnel/runtime/function.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -76,7 +77,9 @@ class ShardConsumer;
 class MappingRunner::Impl {
  public:
   explicit Impl(MappingRunnerOptions options)
-      : options_(std::move(options)), stub_(v1::StreamBroker::NewStub(options_.broker)) {}
+      : options_(std::move(options)),
+        stub_(v1::StreamBroker::NewStub(options_.broker)),
+        metrics_(options_.metrics, options_.spec) {}
   ~Impl() { Stop(absl::Seconds(0)); }
 
   absl::Status Init();
@@ -95,6 +98,7 @@ class MappingRunner::Impl {
   const FilterSet& filters() const { return filters_; }
   FailureDestination* destination() const { return destination_.get(); }
   const std::string& log_name() const { return log_name_; }
+  MappingMetrics& metrics() { return metrics_; }
 
  private:
   void CheckpointLoop();
@@ -103,6 +107,7 @@ class MappingRunner::Impl {
 
   const MappingRunnerOptions options_;
   const std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  MappingMetrics metrics_;
   std::string stream_arn_;
   std::string log_name_;
   FilterSet filters_;
@@ -126,6 +131,7 @@ class ShardConsumer {
         log_name_(absl::StrCat(runner->log_name(), " ", shard_id_)),
         resume_after_(std::move(checkpoint)),
         initial_iterator_(std::move(initial_iterator)),
+        metrics_(runner->metrics().ForShard(shard_id_)),
         max_buffered_(static_cast<size_t>(
             std::clamp(2 * spec_.batch_size * spec_.parallelization_factor, 10'000, 100'000))) {
     BatchingRules rules;
@@ -177,6 +183,7 @@ class ShardConsumer {
   }
 
   const std::string& shard_id() const { return shard_id_; }
+  ShardMetrics& metrics() { return *metrics_; }
 
  private:
   struct Lane {
@@ -339,6 +346,11 @@ class ShardConsumer {
         lane_of[i] = static_cast<int>(LaneHash(record.partition_key()) % lanes_.size());
       }
     }
+    metrics_->records_polled->Increment(static_cast<double>(records->size()));
+    if (filtered) {
+      metrics_->records_filtered->Increment(
+          static_cast<double>(std::count(lane_of.begin(), lane_of.end(), -1)));
+    }
     const uint64_t first_ordinal = next_ordinal_;
     next_ordinal_ += static_cast<uint64_t>(records->size());
     {
@@ -455,6 +467,7 @@ class ShardConsumer {
           absl::FormatDuration(backoff));
       if (!SleepUntil(absl::ToUnixMillis(absl::Now() + backoff))) return false;
     }
+    metrics_->records_to_destination->Increment(static_cast<double>(discard.size()));
     spdlog::warn("{}: discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
                  log_name_, discard.size(), record.start_sequence_number,
                  record.end_sequence_number, destination->Describe(), record.condition,
@@ -479,6 +492,12 @@ class ShardConsumer {
       policy_records.push_back({record.sequence_number(), arrival});
     }
     FailurePolicy policy(FailurePolicyOptions::FromSpec(spec_), std::move(policy_records));
+    metrics_->batch_size->Observe(static_cast<double>(batch.size()));
+    metrics_->in_flight_batches->Increment();
+    struct InFlight {
+      prometheus::Gauge* gauge;
+      ~InFlight() { gauge->Decrement(); }
+    } in_flight{metrics_->in_flight_batches};
     runtime::InvokeRequest request;
     request.shard_id = shard_id_;
     request.event_source_arn = runner_->stream_arn();
@@ -490,12 +509,17 @@ class ShardConsumer {
         case FailurePolicy::Action::Kind::kFinished:
           return true;
         case FailurePolicy::Action::Kind::kDone:
+          metrics_->records_processed->Increment(static_cast<double>(action.size()));
           MarkDone(batch, action.begin, action.end);
           break;
         case FailurePolicy::Action::Kind::kWait:
           if (!SleepUntil(action.until_ms)) return false;
           break;
         case FailurePolicy::Action::Kind::kDiscard:
+          (action.condition == DiscardCondition::kRecordAgeExceeded
+               ? metrics_->records_dropped_for_age
+               : metrics_->records_failed)
+              ->Increment(static_cast<double>(action.size()));
           if (!RecordDiscard(action, records)) return false;
           MarkDone(batch, action.begin, action.end);
           break;
@@ -503,12 +527,22 @@ class ShardConsumer {
           if (stopping_ && action.attempt > 1) return false;  // no new retries while stopping
           request.records = records.subspan(action.begin, action.size());
           request.attempt = action.attempt;
+          // Lambda's IteratorAge: how old the batch's last record is when it is invoked.
+          metrics_->iterator_age_seconds->Set(
+              static_cast<double>(absl::ToUnixMillis(absl::Now()) -
+                                  records[action.end - 1].approximate_arrival_ms) /
+              1000.0);
+          metrics_->concurrent_executions->Increment();
           runtime::InvokeResult result = runner_->options().function->Invoke(request);
+          metrics_->concurrent_executions->Decrement();
+          metrics_->Invoked(result.status, result.duration, action.attempt);
           if (!result.ok() && result.status != runtime::InvokeStatus::kBatchItemFailures) {
             spdlog::warn("{}: invocation #{} of {} records failed ({}: {})", log_name_,
                          action.attempt, action.size(), result.error_type, result.error_message);
           }
+          const int bisections = policy.bisections();
           policy.OnResult(result);
+          if (policy.bisections() > bisections) metrics_->bisects->Increment();
           break;
         }
       }
@@ -521,7 +555,8 @@ class ShardConsumer {
   const std::string log_name_;
   std::string resume_after_;  // reader thread only: the last sequence number handed out
   std::string initial_iterator_;
-  uint64_t next_ordinal_ = 0;  // reader thread only
+  ShardMetrics* const metrics_;  // owned by the runner's MappingMetrics
+  uint64_t next_ordinal_ = 0;    // reader thread only
   const size_t max_buffered_;
   std::atomic<bool> stopping_{false};
   std::vector<std::unique_ptr<Lane>> lanes_;
@@ -647,6 +682,7 @@ bool MappingRunner::Impl::WriteCheckpoints() {
     grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
     if (status.ok()) {
       shard->CheckpointWritten(version);
+      shard->metrics().Checkpointed(sequence_number);
     } else {
       spdlog::warn("{} {}: checkpoint not written ({}); will retry", log_name_, shard->shard_id(),
                    status.error_message());
