@@ -1,6 +1,7 @@
 #include "tests/integration/metrics_scrape.h"
 
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,24 @@
 #include "absl/strings/strip.h"
 
 namespace runnel::testing {
+
+HeldPort::HeldPort() {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd_, 1) != 0) {
+    std::abort();  // a test machine without loopback cannot run these tests at all
+  }
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+}
+
+HeldPort::~HeldPort() { ::close(fd_); }
+
+std::string HeldPort::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path) {
   const size_t colon = address.rfind(':');

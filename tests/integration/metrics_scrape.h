@@ -11,6 +11,21 @@
 
 namespace runnel::testing {
 
+// A loopback TCP socket listening on a free port, held while this object lives (to test what
+// happens when a port is taken).
+class HeldPort {
+ public:
+  HeldPort();
+  ~HeldPort();
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  std::string address() const;
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 // GET http://ADDRESS/PATH; the body when the status is 200.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
 

@@ -1,10 +1,6 @@
 // The metrics' parts that need no `runnel` process: the --metrics address rules, the HTTP server
 // (scraped over a real socket), the poller's label and sequence-number logic, and the broker's
 // series as a stream is created, used, deleted and created again (read from its registry).
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -29,28 +25,6 @@ Scrape Collect(prometheus::Registry& registry) {
   EXPECT_TRUE(scrape.ok()) << scrape.status();
   return scrape.ok() ? *scrape : Scrape();
 }
-
-// A loopback TCP socket listening on a free port, held for the test's life.
-class HeldPort {
- public:
-  HeldPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(fd_, 1), 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~HeldPort() { ::close(fd_); }
-  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 TEST(MetricsAddressTest, OffAndEmptyDisable) {
   for (const char* off : {"", "off", "OFF", "none", "false"}) {
