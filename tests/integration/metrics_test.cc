@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/metrics_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -434,10 +435,35 @@ TEST(MetricsEndToEndTest, DashboardScrapeConfigAndDocsNameOnlyRealMetrics) {
                                             std::string(kDefaultPollerMetrics)}));
   // promtool (Debian's `prometheus` package) checks the file when it is installed; the package
   // is ~100 MB, so the suite does not require it.
+  // It also parses the dashboard's PromQL: each expression (Grafana's variables replaced) as a
+  // recording rule.
   CommandResult which = RunCommand({"/bin/sh", "-c", "command -v promtool"});
   if (which.exit_code == 0) {
-    CommandResult check = RunCommand({"promtool", "check", "config", prometheus_path});
+    const std::string promtool(absl::StripAsciiWhitespace(which.out));
+    CommandResult check = RunCommand({promtool, "check", "config", prometheus_path});
     EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+    YAML::Emitter rules;
+    rules << YAML::BeginMap << YAML::Key << "groups" << YAML::Value << YAML::BeginSeq
+          << YAML::BeginMap << YAML::Key << "name" << YAML::Value << "dashboard" << YAML::Key
+          << "rules" << YAML::Value << YAML::BeginSeq;
+    int n = 0;
+    for (std::string expression : expressions) {
+      if (expression.starts_with("label_values(")) continue;  // Grafana's, not PromQL
+      for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+               {"$__rate_interval", "5m"}, {"$stream", ".*"}, {"$mapping", ".*"}}) {
+        for (size_t at; (at = expression.find(from)) != std::string::npos;) {
+          expression.replace(at, from.size(), to);
+        }
+      }
+      rules << YAML::BeginMap << YAML::Key << "record" << YAML::Value
+            << absl::StrCat("dashboard:expression_", n++) << YAML::Key << "expr" << YAML::Value
+            << expression << YAML::EndMap;
+    }
+    rules << YAML::EndSeq << YAML::EndMap << YAML::EndSeq << YAML::EndMap;
+    std::ofstream(dir.File("dashboard-rules.yml")) << rules.c_str();
+    check = RunCommand({promtool, "check", "rules", dir.File("dashboard-rules.yml")});
+    EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+    EXPECT_THAT(check.out, HasSubstr(absl::StrCat("SUCCESS: ", n, " rules found")));
     RecordProperty("promtool", "checked");
   } else {
     RecordProperty("promtool", "not installed");
