@@ -516,11 +516,11 @@ class ShardConsumer {
           if (!SleepUntil(action.until_ms)) return false;
           break;
         case FailurePolicy::Action::Kind::kDiscard:
+          if (!RecordDiscard(action, records)) return false;
           (action.condition == DiscardCondition::kRecordAgeExceeded
                ? metrics_->records_dropped_for_age
                : metrics_->records_failed)
               ->Increment(static_cast<double>(action.size()));
-          if (!RecordDiscard(action, records)) return false;
           MarkDone(batch, action.begin, action.end);
           break;
         case FailurePolicy::Action::Kind::kInvoke: {
