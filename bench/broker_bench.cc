@@ -10,7 +10,7 @@
 // Every figure is measured --runs times (default 3) and the median is printed.
 //
 //   broker_bench [--seconds S] [--producers 8,16,32] [--runs N] [--connections N]
-//                [--phases ingest,read,latency] [--data-dir DIR] [--quick]
+//                [--phases ingest,read,latency] [--data-dir DIR] [--quick] [--metrics]
 // Figures and the commands used are in bench/README.md.
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "broker/broker.h"
 #include "broker/server.h"
+#include "prometheus/registry.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -61,6 +62,7 @@ struct Options {
   std::string phases = "ingest,read,latency";
   std::string data_dir;
   bool quick = false;
+  bool metrics = false;  // keep the broker's Prometheus metrics, as `runnel broker` does by default
 };
 
 [[noreturn]] void Usage(const char* message) {
@@ -68,7 +70,7 @@ struct Options {
                "broker_bench: %s\n"
                "usage: broker_bench [--seconds S] [--producers N[,N...]] [--runs N]\n"
                "                    [--connections N] [--phases ingest,read,latency]\n"
-               "                    [--data-dir DIR] [--quick]\n",
+               "                    [--data-dir DIR] [--quick] [--metrics]\n",
                message);
   std::exit(2);
 }
@@ -109,6 +111,8 @@ Options ParseOptions(int argc, char** argv) {
       options.data_dir = value();
     } else if (arg == "--quick") {
       options.quick = true;
+    } else if (arg == "--metrics") {
+      options.metrics = true;
     } else if (arg == "--help" || arg == "-h") {
       Usage("benchmarks a broker over gRPC loopback");
     } else {
@@ -162,9 +166,10 @@ void Check(const grpc::Status& status, const char* what) {
 // The broker under test and the client channels to it.
 class Harness {
  public:
-  Harness(const std::string& data_dir, int connections) {
+  Harness(const std::string& data_dir, int connections, bool metrics) {
     broker::BrokerOptions options;
     options.data_dir = data_dir;
+    if (metrics) options.metrics = std::make_shared<prometheus::Registry>();
     auto opened = broker::Broker::Open(options);
     if (!opened.ok()) {
       std::fprintf(stderr, "broker_bench: %s\n", opened.status().ToString().c_str());
@@ -556,13 +561,15 @@ int Main(int argc, char** argv) {
     remove_data_dir = true;
   }
   const double warmup = std::min(1.0, options.seconds / 4);
-  std::printf("broker_bench: data dir %s, %d runs per figure (median), %.1f s measured per run\n",
-              data_dir.c_str(), options.runs, options.seconds);
+  std::printf(
+      "broker_bench: data dir %s, %d runs per figure (median), %.1f s measured per run, metrics "
+      "%s\n",
+      data_dir.c_str(), options.runs, options.seconds, options.metrics ? "on" : "off");
   std::fflush(stdout);
 
   int exit_code = 0;
   {
-    Harness harness(data_dir, options.connections);
+    Harness harness(data_dir, options.connections, options.metrics);
     std::string read_stream;  // the last ingest stream, kept for the read phase
     int stream_counter = 0;
 

@@ -12,6 +12,7 @@
 #include "broker/checkpoint_store.h"
 #include "broker/iterator.h"
 #include "broker/message_pool.h"
+#include "broker/metrics.h"
 #include "broker/sequence_number.h"
 #include "broker/shard_log.h"
 #include "broker/throughput.h"
@@ -52,6 +53,8 @@ struct ShardState {
   HashKeyRangeValue range;
   std::string parent_shard_id;
   std::string adjacent_parent_shard_id;
+  // Before `log`: the log's destructor completes pending appends, whose callbacks count.
+  std::shared_ptr<ShardMetrics> metrics;  // null: metrics off
   std::unique_ptr<ShardLog> log;
   ShardThroughput throughput;
 };
@@ -66,6 +69,7 @@ struct Stream {
   std::atomic<int> retention_hours{24};
   std::vector<std::unique_ptr<ShardState>> shards;  // by index; ranges ascending
   std::atomic<bool> deleted{false};
+  std::shared_ptr<StreamMetrics> metrics;  // null: metrics off
 
   ShardState& Route(absl::uint128 hash_key) const {
     auto it = std::upper_bound(shards.begin(), shards.end(), hash_key,
@@ -192,7 +196,32 @@ struct Broker::ReadRequest {
 };
 
 Broker::Broker(BrokerOptions options, DirectoryLock lock)
-    : options_(std::move(options)), lock_(std::move(lock)), scheduler_(new Scheduler(2)) {}
+    : options_(std::move(options)),
+      metrics_(options_.metrics ? BrokerMetrics::Create(options_.metrics) : nullptr),
+      lock_(std::move(lock)),
+      scheduler_(new Scheduler(2)) {}
+
+void Broker::AttachMetrics(Stream& stream) {
+  if (metrics_ == nullptr) return;
+  stream.metrics = metrics_->ForStream(stream.name);
+  for (auto& shard : stream.shards) shard->metrics = metrics_->ForShard(stream.name, shard->id);
+}
+
+void Broker::UpdateMetrics() {
+  if (metrics_ == nullptr) return;
+  std::vector<std::shared_ptr<Stream>> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, stream] : streams_) streams.push_back(stream);
+  }
+  for (const auto& stream : streams) {
+    for (const auto& shard : stream->shards) {
+      if (shard->metrics && shard->log) {
+        shard->metrics->disk_bytes->Set(static_cast<double>(shard->log->DiskBytes()));
+      }
+    }
+  }
+}
 
 Broker::~Broker() {
   // Stop the timers and wake-ups first: they refer to streams and to this broker.
@@ -310,6 +339,7 @@ absl::Status Broker::LoadStreams() {
       ASSIGN_OR_RETURN(shard->log, ShardLog::Open(std::move(log_options)));
       stream->shards.push_back(std::move(shard));
     }
+    AttachMetrics(*stream);
     absl::MutexLock lock(&mu_);
     streams_[stream->name] = std::move(stream);
   }
@@ -432,6 +462,7 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
   ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
   spdlog::info("created stream {} with {} shards, retention {}h", stream->name,
                stream->shards.size(), retention);
+  AttachMetrics(*stream);
   absl::MutexLock lock(&mu_);
   streams_[stream->name] = std::move(stream);
   return absl::OkStatus();
@@ -643,9 +674,13 @@ struct PutState {
   std::vector<std::pair<std::vector<int>, absl::Status>> failures;
   std::atomic<int> remaining{1};
   Broker::PutRecordsDone done;
+  // Metrics on: where the latency goes, and when the request came.
+  prometheus::Histogram* latency = nullptr;
+  absl::Time start;
 
   void Release() {
     if (remaining.fetch_sub(1) != 1) return;
+    if (latency != nullptr) latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
     int failed = response.failed_record_count();
     for (auto& [indices, status] : failures) {
       for (int i : indices) {
@@ -709,6 +744,7 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
   auto stream_or = FindStream(request.stream_name());
   if (!stream_or.ok()) return done(stream_or.status());
   const Stream& stream = **stream_or;
+  StreamMetrics* const stream_metrics = stream.metrics.get();
   const bool limited = stream.enforce_throughput_limits || options_.enforce_throughput_limits;
   const int64_t now = limited ? NowMs() : 0;
 
@@ -717,6 +753,10 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
   auto state = std::make_shared<PutState>();
   state->response = MessagePool<v1::PutRecordsResponse>::Get().Take();
   state->done = std::move(done);
+  if (stream_metrics != nullptr) {
+    state->latency = stream_metrics->put_latency;
+    state->start = absl::Now();
+  }
   state->response.mutable_records()->Reserve(count);
   for (int i = 0; i < count; ++i) state->response.add_records();
   int throttled = 0;
@@ -735,11 +775,14 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
                             .message()
                             .substr(sizeof("ProvisionedThroughputExceededException: ") - 1)));
         ++throttled;
+        if (shard.metrics) shard.metrics->throttled_records->Increment();
         continue;
       }
     }
     by_shard[shard.index].push_back(i);
   }
+  if (throttled > 0 && stream_metrics != nullptr)
+    stream_metrics->throttled_put_records->Increment();
   state->response.set_failed_record_count(throttled);
   state->response.set_encryption_type("NONE");
 
@@ -748,17 +791,24 @@ void Broker::PutRecords(const v1::PutRecordsRequest& request, PutRecordsDone don
     std::vector<int>& indices = by_shard[s];
     if (indices.empty()) continue;
     records.clear();
+    size_t bytes = 0;
     for (int i : indices) {
-      records.push_back({request.records(i).partition_key(), request.records(i).data()});
+      const auto& record = request.records(i);
+      records.push_back({record.partition_key(), record.data()});
+      bytes += record.partition_key().size() + record.data().size();
     }
     state->remaining.fetch_add(1);
     ShardState& shard = *stream.shards[s];
     // The callback may run before Append returns; it only records a failure, and the response
-    // is completed by whoever releases last.
-    auto on_durable = [state, indices](const absl::Status& status) {
+    // is completed by whoever releases last. The shard's metrics outlive its log (ShardState).
+    auto on_durable = [state, indices, metrics = shard.metrics.get(),
+                       bytes](const absl::Status& status) {
       if (!status.ok()) {
         absl::MutexLock lock(&state->mu);
         state->failures.emplace_back(indices, status);
+      } else if (metrics != nullptr) {
+        metrics->incoming_records->Increment(static_cast<double>(indices.size()));
+        metrics->incoming_bytes->Increment(static_cast<double>(bytes));
       }
       state->Release();
     };
@@ -997,8 +1047,10 @@ Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRec
   const bool limited = (*stream)->enforce_throughput_limits || options_.enforce_throughput_limits;
   if (limited && (!shard->throughput.read_calls.TryTake(1, now_ms) ||
                   !shard->throughput.read_bytes.HasTokens(now_ms))) {
+    if ((*stream)->metrics) (*stream)->metrics->throttled_get_records->Increment();
     return Answer(done, ThrottledError(**stream, *shard));
   }
+  const absl::Time start = (*stream)->metrics ? absl::Now() : absl::InfinitePast();
 
   auto read = std::make_shared<ReadRequest>();
   read->stream = *stream;
@@ -1007,8 +1059,11 @@ Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRec
   read->limits.max_records = request.limit() == 0 ? kMaxGetRecordsLimit : request.limit();
   read->limits.max_bytes = kMaxGetRecordsBytes;
   read->deadline = (options_.clock ? options_.clock() : absl::Now()) + wait;
-  read->done = [this, stream = *stream, shard, limited, issued = *token,
+  read->done = [this, stream = *stream, shard, limited, issued = *token, start,
                 done = std::move(done)](absl::StatusOr<ReadBatch> batch) {
+    if (stream->metrics) {
+      stream->metrics->get_records_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    }
     if (!batch.ok()) return done(batch.status());
     v1::GetRecordsResponse response = MessagePool<v1::GetRecordsResponse>::Get().Take();
     response.mutable_records()->Reserve(static_cast<int>(batch->records.size()));
@@ -1028,6 +1083,11 @@ Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRec
         caught_up || batch->records.empty()
             ? 0
             : std::max<int64_t>(0, now - batch->records.back().arrival_ms));
+    if (shard->metrics) {
+      shard->metrics->outgoing_records->Increment(static_cast<double>(batch->records.size()));
+      shard->metrics->outgoing_bytes->Increment(static_cast<double>(bytes));
+      shard->metrics->iterator_age_ms->Set(static_cast<double>(response.millis_behind_latest()));
+    }
     done(std::move(response));
   };
   std::weak_ptr<ReadRequest> weak = read;
@@ -1051,8 +1111,13 @@ class ShardSubscription : public Subscription {
  public:
   ShardSubscription(Broker* broker, std::shared_ptr<Stream> stream, ShardState* shard,
                     uint64_t offset)
-      : broker_(broker), stream_(std::move(stream)), shard_(shard), offset_(offset) {}
-  ~ShardSubscription() override { Cancel(); }
+      : broker_(broker), stream_(std::move(stream)), shard_(shard), offset_(offset) {
+    if (shard_->metrics) shard_->metrics->subscribers->Increment();
+  }
+  ~ShardSubscription() override {
+    Cancel();
+    if (shard_->metrics) shard_->metrics->subscribers->Decrement();
+  }
 
   void Next(EventDone done) override {
     if (cancelled_.load()) return done(absl::CancelledError("subscription cancelled"));
@@ -1074,8 +1139,10 @@ class ShardSubscription : public Subscription {
             absl::StrCat("ResourceNotFoundException: Stream ", stream_->name, " was deleted")));
       }
       v1::SubscribeToShardEvent event;
+      size_t bytes = 0;
       for (const RecordView& view : batch->records) {
         FillRecord(view, shard_->index, event.add_records());
+        bytes += view.data.size() + view.partition_key.size();
       }
       offset_ = batch->next_offset;
       event.set_continuation_sequence_number(FormatSequenceNumber(offset_ - 1, shard_->index));
@@ -1084,6 +1151,11 @@ class ShardSubscription : public Subscription {
           caught_up || batch->records.empty()
               ? 0
               : std::max<int64_t>(0, broker_->NowMs() - batch->records.back().arrival_ms));
+      if (shard_->metrics) {
+        shard_->metrics->outgoing_records->Increment(static_cast<double>(batch->records.size()));
+        shard_->metrics->outgoing_bytes->Increment(static_cast<double>(bytes));
+        shard_->metrics->iterator_age_ms->Set(static_cast<double>(event.millis_behind_latest()));
+      }
       done(std::move(event));
     };
     {

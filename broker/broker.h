@@ -20,12 +20,17 @@
 #include "common/file_util.h"
 #include "runnel/v1/broker.pb.h"
 
+namespace prometheus {
+class Registry;
+}
+
 namespace runnel {
 class Scheduler;
 }
 
 namespace runnel::broker {
 
+class BrokerMetrics;
 class CheckpointStore;
 struct Stream;
 struct ShardState;
@@ -46,7 +51,9 @@ struct BrokerOptions {
   std::string region = "us-east-1";
   std::string account_id = "000000000000";
   // Wall clock, unless a test sets its own.
-  std::function<absl::Time()> clock;
+  std::function<absl::Time()> clock = {};
+  // Where the broker's metrics go (runnel_broker_*, see deploy/README.md); null: none kept.
+  std::shared_ptr<prometheus::Registry> metrics = {};
 };
 
 // A subscription to one shard (SubscribeToShard): a cursor that hands out events.
@@ -114,6 +121,10 @@ class Broker {
   // Deletes expired segments now (the broker also does it every retention_check_interval).
   void EnforceRetention();
 
+  // Brings the gauges that are read rather than tracked (bytes on disk) up to date: call before
+  // a scrape. Nothing when metrics are off.
+  void UpdateMetrics();
+
   std::string StreamArn(const std::string& stream_name) const;
   const BrokerOptions& options() const { return options_; }
 
@@ -141,8 +152,11 @@ class Broker {
   int64_t RetentionCutoffMs(const Stream& stream) const;
   absl::Status ThrottledError(const Stream& stream, const ShardState& shard) const;
   void ScheduleRetention();
+  // Resolves the stream's and its shards' metric series (when metrics are on).
+  void AttachMetrics(Stream& stream);
 
   const BrokerOptions options_;
+  std::shared_ptr<BrokerMetrics> metrics_;  // null: metrics off
   DirectoryLock lock_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<CheckpointStore> checkpoints_;

@@ -11,8 +11,10 @@
 #include "broker/server.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
+#include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
+#include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::cli {
@@ -31,6 +33,7 @@ struct BrokerCommandOptions {
   std::string region = "us-east-1";
   std::string account_id = "000000000000";
   LogOptions log;
+  MetricsOptions metrics;
 };
 
 absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
@@ -59,11 +62,20 @@ int RunBroker(const BrokerCommandOptions& options) {
     return kExitUsage;
   }
   sigset_t signals = BlockShutdownSignals();
+  auto registry = std::make_shared<prometheus::Registry>();
+  broker_options->metrics = registry;
   auto broker = broker::Broker::Open(*broker_options);
   if (!broker.ok()) {
     PrintError(std::string(broker.status().message()));
     return kExitError;
   }
+  // After the broker (the scrape hook reads it), destroyed before it.
+  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
+  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
   broker::ServerOptions server_options;
   server_options.listen = options.listen;
   auto server = broker::BrokerServer::Start(broker->get(), server_options);
@@ -71,8 +83,9 @@ int RunBroker(const BrokerCommandOptions& options) {
     PrintError(std::string(server.status().message()));
     return kExitError;
   }
-  spdlog::info("runnel broker listening on {} (data directory {}, fsync {})", (*server)->address(),
-               options.data_dir, options.fsync);
+  spdlog::info("runnel broker listening on {} (data directory {}, fsync {}, metrics {})",
+               (*server)->address(), options.data_dir, options.fsync,
+               *metrics ? (*metrics)->url() : "off");
   auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
   if (!kinesis.ok()) {
     PrintError(std::string(kinesis.status().message()));
@@ -81,9 +94,18 @@ int RunBroker(const BrokerCommandOptions& options) {
   if (*kinesis != nullptr) {
     spdlog::info("runnel broker: Kinesis API on {} (HTTP/1.1 and h2c)", (*kinesis)->endpoint());
   }
+  // Before --ready-file: whoever waits for that one may read this one at once.
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
                                     options.kinesis_ready_file, kinesis->get());
       !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
   }
@@ -94,6 +116,7 @@ int RunBroker(const BrokerCommandOptions& options) {
   // the whole grace period.
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
+  metrics->reset();
   broker->reset();  // completes pending appends and syncs every shard
   ExitAfterCleanShutdown();
 }
@@ -134,6 +157,8 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
   command->add_option("--ready-file", options->ready_file,
                       "Write the bound address to this file once serving (for scripts and tests)");
   AddKinesisOptions(*command, &options->kinesis_listen, &options->kinesis_ready_file);
+  AddMetricsOptions(*command, &options->metrics, kDefaultBrokerMetrics,
+                    "runnel_broker_*: throughput, latency, iterator age, throttling, disk");
   command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();
   command->add_option("--account-id", options->account_id, "Account in stream ARNs")
       ->capture_default_str();

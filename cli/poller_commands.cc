@@ -12,10 +12,12 @@
 #include "broker/server.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
+#include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "poller/config.h"
 #include "poller/poller.h"
+#include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::cli {
@@ -30,6 +32,7 @@ struct PollerCommandOptions {
   std::string file;
   std::vector<std::string> plugin_dirs;
   std::string shutdown_timeout = kDefaultShutdownTimeout;
+  MetricsOptions metrics;
 };
 
 struct UpOptions {
@@ -43,6 +46,7 @@ struct UpOptions {
   std::string shutdown_timeout = kDefaultShutdownTimeout;
   std::string kinesis_listen;  // empty: no Kinesis HTTP endpoint
   std::string kinesis_ready_file;
+  MetricsOptions metrics;
 };
 
 absl::StatusOr<absl::Duration> ParseShutdownTimeout(const std::string& text) {
@@ -99,10 +103,17 @@ int RunPoller(const PollerCommandOptions& options) {
     return kExitError;
   }
   sigset_t signals = BlockShutdownSignals();
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = StartMetrics(options.metrics, kDefaultPollerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
   poller::PollerOptions poller_options;
   poller_options.config = std::move(*config);
   poller_options.broker = broker::MakeBrokerChannel(options.client.broker);
   poller_options.plugin_dirs = options.plugin_dirs;
+  poller_options.metrics = registry;
   auto poller = poller::Poller::Start(std::move(poller_options));
   if (!poller.ok()) {
     PrintError(std::string(poller.status().message()));
@@ -110,7 +121,12 @@ int RunPoller(const PollerCommandOptions& options) {
   }
   std::printf("runnel poller: %s against the broker at %s\n", options.file.c_str(),
               options.client.broker.c_str());
+  std::printf("runnel poller: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
   PrintBanner(**poller);
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   if (StopPoller(**poller, WaitForShutdownSignal(signals), *shutdown_timeout)) poller->reset();
   ExitAfterCleanShutdown();
 }
@@ -132,7 +148,10 @@ int RunUp(const UpOptions& options) {
     config = std::move(*loaded);
   }
   sigset_t signals = BlockShutdownSignals();
+  // One registry: broker and poller families on one /metrics.
+  auto registry = std::make_shared<prometheus::Registry>();
   broker::BrokerOptions broker_options;
+  broker_options.metrics = registry;
   broker_options.data_dir = options.data_dir;
   broker_options.default_fsync = options.fsync == "interval" ? v1::FSYNC_INTERVAL
                                  : options.fsync == "never"  ? v1::FSYNC_NEVER
@@ -142,6 +161,13 @@ int RunUp(const UpOptions& options) {
     PrintError(std::string(broker.status().message()));
     return kExitError;
   }
+  // After the broker (the scrape hook reads it), destroyed before it.
+  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
+  if (!metrics.ok()) {
+    PrintError(std::string(metrics.status().message()));
+    return kExitError;
+  }
+  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
   broker::ServerOptions server_options;
   server_options.listen = options.listen;
   auto server = broker::BrokerServer::Start(broker->get(), server_options);
@@ -151,6 +177,7 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: broker on %s (data directory %s, fsync %s)\n",
               (*server)->address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
+  std::printf("runnel up: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
   auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
   if (!kinesis.ok()) {
     PrintError(std::string(kinesis.status().message()));
@@ -167,6 +194,7 @@ int RunUp(const UpOptions& options) {
     poller_options.broker = (*server)->InProcessChannel();
     poller_options.plugin_dirs = options.plugin_dirs;
     poller_options.create_streams = true;
+    poller_options.metrics = registry;
     auto started = poller::Poller::Start(std::move(poller_options));
     if (!started.ok()) {
       PrintError(std::string(started.status().message()));
@@ -180,6 +208,11 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: Ctrl-C stops\n");
   std::fflush(stdout);
+  // Before --ready-file: whoever waits for that one may read this one at once.
+  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitError;
+  }
   if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
                                     options.kinesis_ready_file, kinesis->get());
       !status.ok()) {
@@ -202,6 +235,7 @@ int RunUp(const UpOptions& options) {
   kinesis->reset();
   (*server)->Shutdown(absl::Milliseconds(500));
   server->reset();
+  metrics->reset();
   broker->reset();
   ExitAfterCleanShutdown();
 }
@@ -221,6 +255,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   AddBrokerOption(*poller_command, &poller->client);
   AddShutdownTimeoutOption(*poller_command, &poller->shutdown_timeout);
   AddLogOptions(*poller_command, &poller->log);
+  AddMetricsOptions(*poller_command, &poller->metrics, kDefaultPollerMetrics,
+                    "runnel_poller_*: iterator age, invocations, errors, retries, checkpoints");
   poller_command->callback([poller, exit_code] { *exit_code = RunPoller(*poller); });
 
   auto up = std::make_shared<UpOptions>();
@@ -243,6 +279,8 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   AddShutdownTimeoutOption(*up_command, &up->shutdown_timeout);
   AddLogOptions(*up_command, &up->log);
   AddKinesisOptions(*up_command, &up->kinesis_listen, &up->kinesis_ready_file);
+  AddMetricsOptions(*up_command, &up->metrics, kDefaultBrokerMetrics,
+                    "runnel_broker_* and runnel_poller_* on one address");
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });
 }
 

@@ -263,6 +263,7 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
         segments_.pop_front();
         segments_.push_front(std::move(second));
         segments_.push_front(std::move(first));
+        ++bisections_;
         return;
       }
       ++front.count;

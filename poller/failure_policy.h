@@ -181,6 +181,8 @@ class FailurePolicy {
 
   bool finished() const { return segments_.empty() && !pending_done_; }
   size_t size() const { return records_.size(); }
+  // How many times a segment was split in two by bisect_batch_on_error so far (for metrics).
+  int bisections() const { return bisections_; }
 
  private:
   struct Segment {
@@ -211,6 +213,7 @@ class FailurePolicy {
   int streak_ = 0;            // consecutive failed invocations
   bool backoff_due_ = false;  // a failure whose back-off has not been scheduled yet
   int64_t retry_at_ms_ = 0;   // no invocation before this
+  int bisections_ = 0;
 };
 
 }  // namespace runnel::poller

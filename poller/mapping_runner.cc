@@ -18,6 +18,7 @@
 #include "poller/failure_policy.h"
 #include "poller/failure_record.h"
 #include "poller/filter.h"
+#include "poller/metrics.h"
 #include "runnel/runtime/function.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -77,7 +78,9 @@ class ShardConsumer;
 class MappingRunner::Impl {
  public:
   explicit Impl(MappingRunnerOptions options)
-      : options_(std::move(options)), stub_(v1::StreamBroker::NewStub(options_.broker)) {}
+      : options_(std::move(options)),
+        stub_(v1::StreamBroker::NewStub(options_.broker)),
+        metrics_(options_.metrics, options_.spec) {}
   ~Impl() { Stop(absl::Seconds(0)); }
 
   absl::Status Init();
@@ -110,6 +113,7 @@ class MappingRunner::Impl {
   }
   // Stops reading and starting batches in every shard; does not wait.
   void RequestStop();
+  MappingMetrics& metrics() { return metrics_; }
 
  private:
   void CheckpointLoop();
@@ -118,6 +122,7 @@ class MappingRunner::Impl {
 
   const MappingRunnerOptions options_;
   const std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  MappingMetrics metrics_;
   std::string stream_arn_;
   const std::string mapping_id_ = options_.spec.Id();
   FilterSet filters_;
@@ -141,6 +146,7 @@ class ShardConsumer {
         shard_id_(std::move(shard_id)),
         resume_after_(std::move(checkpoint)),
         initial_iterator_(std::move(initial_iterator)),
+        metrics_(runner->metrics().ForShard(shard_id_)),
         max_buffered_(static_cast<size_t>(
             std::clamp(2 * spec_.batch_size * spec_.parallelization_factor, 10'000, 100'000))) {
     BatchingRules rules;
@@ -199,6 +205,7 @@ class ShardConsumer {
   }
 
   const std::string& shard_id() const { return shard_id_; }
+  ShardMetrics& metrics() { return *metrics_; }
 
  private:
   // What every line of this shard's threads is about.
@@ -367,6 +374,11 @@ class ShardConsumer {
         lane_of[i] = static_cast<int>(LaneHash(record.partition_key()) % lanes_.size());
       }
     }
+    metrics_->records_polled->Increment(static_cast<double>(records->size()));
+    if (filtered) {
+      metrics_->records_filtered->Increment(
+          static_cast<double>(std::count(lane_of.begin(), lane_of.end(), -1)));
+    }
     const uint64_t first_ordinal = next_ordinal_;
     next_ordinal_ += static_cast<uint64_t>(records->size());
     {
@@ -485,6 +497,7 @@ class ShardConsumer {
           absl::FormatDuration(backoff));
       if (!SleepUntil(absl::ToUnixMillis(absl::Now() + backoff))) return false;
     }
+    metrics_->records_to_destination->Increment(static_cast<double>(discard.size()));
     spdlog::warn("discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
                  discard.size(), record.start_sequence_number, record.end_sequence_number,
                  destination->Describe(), record.condition, discard.approximate_invoke_count,
@@ -509,6 +522,12 @@ class ShardConsumer {
       policy_records.push_back({record.sequence_number(), arrival});
     }
     FailurePolicy policy(FailurePolicyOptions::FromSpec(spec_), std::move(policy_records));
+    metrics_->batch_size->Observe(static_cast<double>(batch.size()));
+    metrics_->in_flight_batches->Increment();
+    struct InFlight {
+      prometheus::Gauge* gauge;
+      ~InFlight() { gauge->Decrement(); }
+    } in_flight{metrics_->in_flight_batches};
     runtime::InvokeRequest request;
     request.shard_id = shard_id_;
     request.event_source_arn = runner_->stream_arn();
@@ -520,6 +539,7 @@ class ShardConsumer {
         case FailurePolicy::Action::Kind::kFinished:
           return true;
         case FailurePolicy::Action::Kind::kDone:
+          metrics_->records_processed->Increment(static_cast<double>(action.size()));
           MarkDone(batch, action.begin, action.end);
           break;
         case FailurePolicy::Action::Kind::kWait:
@@ -527,19 +547,33 @@ class ShardConsumer {
           break;
         case FailurePolicy::Action::Kind::kDiscard:
           if (!RecordDiscard(action, records)) return false;
+          (action.condition == DiscardCondition::kRecordAgeExceeded
+               ? metrics_->records_dropped_for_age
+               : metrics_->records_failed)
+              ->Increment(static_cast<double>(action.size()));
           MarkDone(batch, action.begin, action.end);
           break;
         case FailurePolicy::Action::Kind::kInvoke: {
           if (stopping_ && action.attempt > 1) return false;  // no new retries while stopping
           request.records = records.subspan(action.begin, action.size());
           request.attempt = action.attempt;
+          // Lambda's IteratorAge: how old the batch's last record is when it is invoked.
+          metrics_->iterator_age_seconds->Set(
+              static_cast<double>(absl::ToUnixMillis(absl::Now()) -
+                                  records[action.end - 1].approximate_arrival_ms) /
+              1000.0);
+          metrics_->concurrent_executions->Increment();
           runtime::InvokeResult result = runner_->options().function->Invoke(request);
+          metrics_->concurrent_executions->Decrement();
+          metrics_->Invoked(result.status, result.duration, action.attempt);
           if (!result.ok() && result.status != runtime::InvokeStatus::kBatchItemFailures) {
             ScopedLogTags invocation{{kTagRequestId, result.request_id}};
             spdlog::warn("invocation #{} of {} records failed ({}: {})", action.attempt,
                          action.size(), result.error_type, result.error_message);
           }
+          const int bisections = policy.bisections();
           policy.OnResult(result);
+          if (policy.bisections() > bisections) metrics_->bisects->Increment();
           break;
         }
       }
@@ -551,7 +585,8 @@ class ShardConsumer {
   const std::string shard_id_;
   std::string resume_after_;  // reader thread only: the last sequence number handed out
   std::string initial_iterator_;
-  uint64_t next_ordinal_ = 0;  // reader thread only
+  ShardMetrics* const metrics_;  // owned by the runner's MappingMetrics
+  uint64_t next_ordinal_ = 0;    // reader thread only
   const size_t max_buffered_;
   std::atomic<bool> stopping_{false};
   std::vector<std::unique_ptr<Lane>> lanes_;
@@ -648,7 +683,6 @@ absl::Status MappingRunner::Impl::Init() {
 }
 
 void MappingRunner::Impl::Start() {
-  const MappingSpec& spec = options_.spec;
   for (auto& shard : shards_) shard->Start();
   checkpointer_ = std::thread([this] {
     ScopedLogTags tags = LogTags();
@@ -682,6 +716,7 @@ bool MappingRunner::Impl::WriteCheckpoints() {
     grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
     if (status.ok()) {
       shard->CheckpointWritten(version);
+      shard->metrics().Checkpointed(sequence_number);
     } else {
       ScopedLogTags shard_tag{{kTagShard, shard->shard_id()}};
       spdlog::warn("checkpoint not written ({}); will retry", status.error_message());

@@ -18,6 +18,10 @@ namespace grpc {
 class Channel;
 }
 
+namespace prometheus {
+class Registry;
+}
+
 namespace runnel::runtime {
 class Function;
 }
@@ -29,6 +33,8 @@ struct MappingRunnerOptions {
   runtime::Function* function = nullptr;  // not owned; outlives the runner
   std::shared_ptr<grpc::Channel> broker;  // where the stream and the checkpoints live
   std::string region = "us-east-1";
+  // Where the mapping's runnel_poller_* metrics go (see poller/metrics.h); null: not exposed.
+  std::shared_ptr<prometheus::Registry> metrics;
 };
 
 class MappingRunner {

@@ -124,6 +124,7 @@ class Poller::Impl {
       runner_options.function = functions_.at(mapping.function).get();
       runner_options.broker = options_.broker;
       runner_options.region = options_.region;
+      runner_options.metrics = options_.metrics;
       auto runner = MappingRunner::Start(std::move(runner_options));
       if (!runner.ok()) return runner.status();
       runners_.push_back(std::move(*runner));

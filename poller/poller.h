@@ -16,6 +16,10 @@ namespace grpc {
 class Channel;
 }
 
+namespace prometheus {
+class Registry;
+}
+
 namespace runnel::poller {
 
 struct PollerOptions {
@@ -30,6 +34,8 @@ struct PollerOptions {
   std::string region = "us-east-1";
   // The `runnel` binary for worker processes; empty: this executable.
   std::string worker_binary;
+  // Where the mappings' runnel_poller_* metrics go; null: not exposed.
+  std::shared_ptr<prometheus::Registry> metrics;
 };
 
 // Finds a plugin: a value with a '/' is a path (relative to the YAML's folder); a bare name

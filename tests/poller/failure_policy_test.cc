@@ -195,6 +195,8 @@ TEST(FailurePolicyTest, BisectIsolatesOnePoisonRecordInABatchOfEight) {
               ElementsAre("done", "done", "done", "done", "done", "discarded", "done", "done"));
   // On its way down the poison record was in [0,8), [4,8), [4,6), then alone three times.
   EXPECT_EQ(run.InvocationsOf(5), 6);
+  // Three splits: [0,8), [4,8), [4,6) (what runnel_poller_bisects_total counts).
+  EXPECT_EQ(run.policy().bisections(), 3);
 }
 
 TEST(FailurePolicyTest, BisectPoisonFirst) {
@@ -294,6 +296,7 @@ TEST(FailurePolicyTest, WithoutBisectTheWholeBatchIsDiscarded) {
                                        "invoke [0,8) #3",
                                        "discard [0,8) RetryAttemptsExhausted count=3 Unhandled"));
   EXPECT_EQ(run.discards()[0].error_type, "PoisonError");
+  EXPECT_EQ(run.policy().bisections(), 0);
 }
 
 TEST(FailurePolicyTest, ZeroRetriesMeansOneInvocation) {
