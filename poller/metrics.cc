@@ -1,9 +1,8 @@
 #include "poller/metrics.h"
 
-#include "common/strings.h"
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "common/strings.h"
 
 namespace runnel::poller {
 
