@@ -308,6 +308,10 @@ std::string OnFailureDestinationText(const OnFailureDestination& destination) {
   }
 }
 
+bool ParseConfigDuration(std::string_view text, absl::Duration* out) {
+  return ParseDurationText(text, out);
+}
+
 std::string FormatSeconds(absl::Duration duration) {
   if (duration == absl::InfiniteDuration()) return "-1";
   if (duration % absl::Seconds(1) == absl::ZeroDuration()) {

@@ -104,6 +104,9 @@ absl::StatusOr<OnFailureDestination> ParseOnFailureDestination(std::string_view 
 // The value as the YAML writes it: "stream:NAME", "file:PATH" or "".
 std::string OnFailureDestinationText(const OnFailureDestination& destination);
 
+// Parses a duration as the YAML writes them: "500ms", "5s", "1m", "48h", "7d", "1h30m".
+bool ParseConfigDuration(std::string_view text, absl::Duration* out);
+
 // "5s", "300s", "1.5s", "500ms": a duration in the units the limits use.
 std::string FormatSeconds(absl::Duration duration);
 
