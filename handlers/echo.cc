@@ -4,7 +4,9 @@
 // records are logged instead. A batch is written with one write(2) on an O_APPEND file, so
 // batches from concurrent workers never interleave within a batch. With ECHO_FAIL_ON=MARKER, a
 // batch holding a record whose data contains MARKER fails (and writes nothing), so tests can
-// check what a mapping's failure handling lets through, and in which order.
+// check what a mapping's failure handling lets through, and in which order. With ECHO_BATCHES
+// set, each batch starts with a line "# batch <record count>" (no tab, so readers of the record
+// lines skip it), so tests can see batch sizes.
 #include <fcntl.h>
 #include <runnel/handler.h>
 #include <unistd.h>
@@ -44,6 +46,7 @@ class Echo : public runnel::Handler {
   void Init(const runnel::Config& config) override {
     path_ = config.env("ECHO_FILE");
     fail_on_ = config.env("ECHO_FAIL_ON");
+    batches_ = !config.env("ECHO_BATCHES").empty();
   }
 
   runnel::Result Handle(const runnel::Event& event, runnel::Context& context) override {
@@ -57,6 +60,7 @@ class Echo : public runnel::Handler {
       }
     }
     std::string lines;
+    if (batches_) lines = "# batch " + std::to_string(event.records().size()) + "\n";
     for (const runnel::Record& record : event.records()) {
       lines += record.sequence_number();
       lines += '\t';
@@ -83,6 +87,7 @@ class Echo : public runnel::Handler {
  private:
   std::string path_;
   std::string fail_on_;
+  bool batches_ = false;
 };
 
 }  // namespace
