@@ -1227,6 +1227,22 @@ absl::StatusOr<v1::SetCheckpointResponse> Broker::SetCheckpoint(
   }
   ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
   ASSIGN_OR_RETURN(ShardState * shard, FindShard(*stream, request.shard_id()));
+  if (request.has_position()) {
+    if (!request.sequence_number().empty()) {
+      return absl::InvalidArgumentError(
+          "InvalidArgumentException: set sequenceNumber or position, not both");
+    }
+    const v1::StartingPosition& position = request.position();
+    ASSIGN_OR_RETURN(uint64_t offset,
+                     ResolvePosition(*stream, *shard, position.type(), position.sequence_number(),
+                                     position.timestamp(), "position.sequenceNumber"));
+    // The checkpoint names the last record done: the one before the next to read (offset 0 is
+    // the position before a shard's first record).
+    v1::SetCheckpointRequest resolved = request;
+    resolved.clear_position();
+    resolved.set_sequence_number(FormatSequenceNumber(offset > 0 ? offset - 1 : 0, shard->index));
+    return SetCheckpoint(resolved);
+  }
   if (!request.sequence_number().empty()) {
     ASSIGN_OR_RETURN(SequencePosition position,
                      ParseSequenceNumber(request.sequence_number(), "sequenceNumber"));

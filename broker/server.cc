@@ -1,13 +1,12 @@
 #include "broker/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/broker.h"
 #include "broker/message_pool.h"
+#include "common/grpc_server.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -250,31 +249,20 @@ struct BrokerServer::Impl {
   explicit Impl(Broker* broker) : broker(broker), service(broker) {}
   Broker* broker;
   StreamBrokerService service;
-  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<GrpcServer> server;
   bool shut_down = false;
 };
 
 absl::StatusOr<std::unique_ptr<BrokerServer>> BrokerServer::Start(Broker* broker,
                                                                   const ServerOptions& options) {
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<BrokerServer> server(new BrokerServer());
   server->impl_ = std::make_unique<Impl>(broker);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
-  builder.RegisterService(&server->impl_->service);
-  for (grpc::Service* service : options.extra_services) builder.RegisterService(service);
-  server->impl_->server = builder.BuildAndStart();
-  if (server->impl_->server == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.listen,
-                     " (address in use, not a local address, or malformed: expected HOST:PORT)"));
-  }
-  std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  server->address_ = absl::StrCat(host, ":", port);
+  std::vector<grpc::Service*> services = {&server->impl_->service};
+  services.insert(services.end(), options.extra_services.begin(), options.extra_services.end());
+  auto started = GrpcServer::Start(options.listen, services, kMaxGrpcMessageBytes);
+  if (!started.ok()) return started.status();
+  server->impl_->server = std::move(*started);
+  server->address_ = server->impl_->server->address();
   return server;
 }
 
@@ -285,15 +273,14 @@ void BrokerServer::Shutdown(absl::Duration grace) {
   impl_->shut_down = true;
   // Long polls and subscriptions would otherwise hold the shutdown until their waits end.
   impl_->broker->CancelAllReads();
-  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
-  impl_->server->Wait();
+  impl_->server->Shutdown(grace);
 }
 
 std::shared_ptr<grpc::Channel> BrokerServer::InProcessChannel() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
   args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
-  return impl_->server->InProcessChannel(args);
+  return impl_->server->server().InProcessChannel(args);
 }
 
 std::shared_ptr<grpc::Channel> MakeBrokerChannel(const std::string& address) {

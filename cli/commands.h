@@ -39,6 +39,8 @@ void AddRuntimeCommands(CLI::App& app, int* exit_code);  // invoke, worker
 void AddValidateCommand(CLI::App& app, int* exit_code);
 void AddPollerCommands(CLI::App& app, int* exit_code);  // poller, up
 void AddDlqCommands(CLI::App& app, int* exit_code);     // dlq list, show, redrive
+// mapping list, describe, enable, disable, update, seek
+void AddMappingCommands(CLI::App& app, int* exit_code);
 
 // Adds --broker (with $RUNNEL_BROKER as its default) to a client command.
 void AddBrokerOption(CLI::App& command, ClientOptions* options);

@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   AddValidateCommand(app, &exit_code);
   AddPollerCommands(app, &exit_code);
   AddDlqCommands(app, &exit_code);
+  AddMappingCommands(app, &exit_code);
 
   try {
     app.parse(argc, argv);

@@ -1,7 +1,10 @@
 // `runnel poller` (the event-source mappings of a YAML file, against a broker) and `runnel up`
 // (broker and poller in one process, the poller reaching the broker through gRPC's in-process
 // channel, so it cannot tell the difference).
+#include <grpcpp/impl/codegen/service_type.h>  // grpc::Service, owned here
 #include <CLI/CLI.hpp>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +18,8 @@
 #include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
+#include "common/grpc_server.h"
+#include "poller/admin_service.h"
 #include "poller/config.h"
 #include "poller/poller.h"
 #include "prometheus/registry.h"
@@ -33,6 +38,9 @@ struct PollerCommandOptions {
   std::vector<std::string> plugin_dirs;
   std::string shutdown_timeout = kDefaultShutdownTimeout;
   MetricsOptions metrics;
+  // The EventSourceMappings admin service (`runnel mapping --poller`); empty: not served.
+  std::string listen = "127.0.0.1:4568";
+  std::string ready_file;
 };
 
 struct UpOptions {
@@ -127,7 +135,34 @@ int RunPoller(const PollerCommandOptions& options) {
     PrintError(std::string(status.message()));
     return kExitError;
   }
-  if (StopPoller(**poller, WaitForShutdownSignal(signals), *shutdown_timeout)) poller->reset();
+  poller::MappingController* controller = (*poller)->controller();
+  std::unique_ptr<grpc::Service> admin =
+      poller::MakeEventSourceMappingsService([controller] { return controller; });
+  std::unique_ptr<GrpcServer> admin_server;
+  if (!options.listen.empty()) {
+    auto started = GrpcServer::Start(options.listen, {admin.get()}, broker::kMaxGrpcMessageBytes);
+    if (!started.ok()) {
+      PrintError(absl::StrCat("--listen: ", started.status().message()));
+      return kExitError;
+    }
+    admin_server = std::move(*started);
+    std::printf("runnel poller: mapping control (runnel mapping --poller) on %s\n",
+                admin_server->address().c_str());
+  }
+  std::fflush(stdout);
+  if (!options.ready_file.empty()) {
+    const std::string address = admin_server ? admin_server->address() : "";
+    if (auto status = WriteFileAtomically(options.ready_file, address + "\n"); !status.ok()) {
+      PrintError(std::string(status.message()));
+      return kExitError;
+    }
+  }
+  // Past the deadline, the poller (still running an invocation) and the admin service (which
+  // may be waiting on it) are left for the process exit.
+  if (StopPoller(**poller, WaitForShutdownSignal(signals), *shutdown_timeout)) {
+    if (admin_server) admin_server->Shutdown(absl::Milliseconds(500));  // before the controller
+    poller->reset();
+  }
   ExitAfterCleanShutdown();
 }
 
@@ -168,8 +203,13 @@ int RunUp(const UpOptions& options) {
     return kExitError;
   }
   if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
+  // The mapping control service shares the broker's port; it answers once the poller runs.
+  auto controller = std::make_shared<std::atomic<poller::MappingController*>>(nullptr);
+  std::unique_ptr<grpc::Service> admin =
+      poller::MakeEventSourceMappingsService([controller] { return controller->load(); });
   broker::ServerOptions server_options;
   server_options.listen = options.listen;
+  server_options.extra_services.push_back(admin.get());
   auto server = broker::BrokerServer::Start(broker->get(), server_options);
   if (!server.ok()) {
     PrintError(std::string(server.status().message()));
@@ -201,6 +241,7 @@ int RunUp(const UpOptions& options) {
       return kExitError;
     }
     poller = std::move(*started);
+    controller->store(poller->controller());
     std::printf("runnel up: running %s\n", options.file.c_str());
     PrintBanner(*poller);
   } else {
@@ -220,20 +261,19 @@ int RunUp(const UpOptions& options) {
     return kExitError;
   }
   const char* signal = WaitForShutdownSignal(signals);
-  if (poller) {
-    // Past the deadline the broker still closes cleanly below; the poller, still running an
-    // invocation, is left for the process exit.
-    if (StopPoller(*poller, signal, *shutdown_timeout)) {
-      poller.reset();
-    } else {
-      (void)poller.release();
-    }
-  } else {
+  if (poller == nullptr) {
     spdlog::info("received {}: stopping", signal);
+  } else if (!StopPoller(*poller, signal, *shutdown_timeout)) {
+    // Past the deadline what finished is checkpointed; the invocation still running, and a
+    // mapping call that may wait on it, end with the process. Acknowledged puts are on disk (or,
+    // under --fsync never or interval, in the page cache, which the exit does not lose).
+    ExitAfterCleanShutdown();
   }
   if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
   kinesis->reset();
   (*server)->Shutdown(absl::Milliseconds(500));
+  controller->store(nullptr);
+  poller.reset();  // after the server: no mapping call can still be using it
   server->reset();
   metrics->reset();
   broker->reset();
@@ -252,6 +292,13 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   poller_command->add_option("--plugin-dir", poller->plugin_dirs,
                              "Folder to look up plugins named by file name (repeatable; also "
                              "RUNNEL_PLUGIN_PATH)");
+  poller_command
+      ->add_option("--listen", poller->listen,
+                   "Address HOST:PORT of the mapping control API (`runnel mapping --poller`); "
+                   "port 0: any free; \"\": none")
+      ->capture_default_str();
+  poller_command->add_option("--ready-file", poller->ready_file,
+                             "Write the --listen address to this file once everything runs");
   AddBrokerOption(*poller_command, &poller->client);
   AddShutdownTimeoutOption(*poller_command, &poller->shutdown_timeout);
   AddLogOptions(*poller_command, &poller->log);
@@ -267,7 +314,10 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   up_command->add_option("-f,--file", up->file, "The YAML file (e.g. deploy/order-events.yaml)");
   up_command->add_option("--data-dir", up->data_dir, "Folder holding streams and checkpoints")
       ->capture_default_str();
-  up_command->add_option("--listen", up->listen, "Broker address HOST:PORT (port 0: any free)")
+  up_command
+      ->add_option("--listen", up->listen,
+                   "Broker address HOST:PORT (port 0: any free); it serves the mapping control "
+                   "API (`runnel mapping`) too")
       ->capture_default_str();
   up_command->add_option("--fsync", up->fsync, "always | interval | never (see runnel broker)")
       ->check(CLI::IsMember({"always", "interval", "never"}))

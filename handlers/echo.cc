@@ -4,10 +4,12 @@
 // records are logged instead. A batch is written with one write(2) on an O_APPEND file, so
 // batches from concurrent workers never interleave within a batch. With ECHO_FAIL_ON=MARKER, a
 // batch holding a record whose data contains MARKER fails (and writes nothing), so tests can
-// check what a mapping's failure handling lets through, and in which order. With
-// ECHO_DELAY_MS=N, each invocation takes N ms before it writes, so tests can catch invocations in
-// flight (e.g. a shutdown under load); with ECHO_STARTED_FILE=PATH, each invocation first appends
-// a line to PATH, so a test knows one is running.
+// check what a mapping's failure handling lets through, and in which order. With ECHO_BATCHES
+// set, each batch starts with a line "# batch <record count>" (no tab, so readers of the record
+// lines skip it), so tests can see batch sizes. With ECHO_DELAY_MS=N, each invocation takes N ms
+// before it writes, so tests can catch invocations in flight (e.g. a shutdown under load); with
+// ECHO_STARTED_FILE=PATH, each invocation first appends a line to PATH, so a test knows one is
+// running.
 #include <fcntl.h>
 #include <runnel/handler.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@ class Echo : public runnel::Handler {
     fail_on_ = config.env("ECHO_FAIL_ON");
     delay_ms_ = std::atoi(config.env("ECHO_DELAY_MS").c_str());
     started_path_ = config.env("ECHO_STARTED_FILE");
+    batches_ = !config.env("ECHO_BATCHES").empty();
   }
 
   runnel::Result Handle(const runnel::Event& event, runnel::Context& context) override {
@@ -67,6 +70,7 @@ class Echo : public runnel::Handler {
     if (!started_path_.empty()) Append(started_path_, "started\n");
     if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     std::string lines;
+    if (batches_) lines = "# batch " + std::to_string(event.records().size()) + "\n";
     for (const runnel::Record& record : event.records()) {
       lines += record.sequence_number();
       lines += '\t';
@@ -100,6 +104,7 @@ class Echo : public runnel::Handler {
   std::string started_path_;
   std::string fail_on_;
   int delay_ms_ = 0;
+  bool batches_ = false;
 };
 
 }  // namespace

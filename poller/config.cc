@@ -212,6 +212,10 @@ std::string JoinNames(const std::vector<std::string>& names) {
   return names.empty() ? "none" : absl::StrJoin(names, ", ");
 }
 
+std::string OnFailureProblem(std::string_view text) {
+  return absl::StrCat(": expected stream:NAME or file:PATH, got '", Sv(text), "'");
+}
+
 // True when a plain (unquoted) scalar is a JSON number as written.
 bool IsJsonNumber(std::string_view s) {
   size_t i = 0;
@@ -237,6 +241,89 @@ bool IsJsonNumber(std::string_view s) {
   }
   return i == s.size();
 }
+
+}  // namespace
+
+std::vector<MappingSpecError> ValidateMappingSpec(const MappingSpec& spec) {
+  std::vector<MappingSpecError> errors;
+  auto int_range = [&](const char* field, int value, int min, int max) {
+    if (value < min || value > max) {
+      errors.push_back({field, absl::StrCat(" must be between ", min, " and ", max)});
+    }
+  };
+  int_range("batch_size", spec.batch_size, kMinBatchSize, kMaxBatchSize);
+  if (spec.maximum_batching_window < absl::ZeroDuration() ||
+      spec.maximum_batching_window > kMaxBatchingWindow) {
+    errors.push_back({"maximum_batching_window", " must be between 0s and 300s (5m)"});
+  }
+  int_range("parallelization_factor", spec.parallelization_factor, 1, kMaxParallelizationFactor);
+  int_range("retry_attempts", spec.retry_attempts, -1, kMaxRetryAttempts);
+  // Lambda refuses 0-59 s too, although they are inside its "-1 to 604800" range.
+  if (spec.max_record_age != absl::InfiniteDuration() &&
+      (spec.max_record_age < kMinRecordAge || spec.max_record_age > kMaxRecordAge)) {
+    errors.push_back({"max_record_age", " must be -1 (no limit) or between 60s and 7d (604800s)"});
+  }
+  if (spec.on_failure.kind == OnFailureDestination::Kind::kStream &&
+      spec.on_failure.target == spec.stream) {
+    errors.push_back({"on_failure",
+                      ": the destination is the mapping's own stream, so failed records would be "
+                      "read and fail again; use another stream",
+                      false});
+  }
+  return errors;
+}
+
+absl::StatusOr<OnFailureDestination> ParseOnFailureDestination(std::string_view text,
+                                                               std::string_view directory) {
+  OnFailureDestination destination;
+  if (text.empty()) return destination;  // "" means none, as AWS
+  std::string target;
+  if (absl::StartsWith(Sv(text), "stream:")) {
+    target = std::string(text.substr(7));
+    if (!ValidStreamName(target)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ": '", target, "' is not a valid stream name: 1 to 128 of a-z A-Z 0-9 _ . -"));
+    }
+    destination.kind = OnFailureDestination::Kind::kStream;
+    destination.target = target;
+  } else if (absl::StartsWith(Sv(text), "file:")) {
+    target = std::string(text.substr(5));
+    if (target.empty()) return absl::InvalidArgumentError(": file: needs a path");
+    destination.kind = OnFailureDestination::Kind::kFile;
+    destination.target = ResolvePath(target, directory);
+  } else {
+    return absl::InvalidArgumentError(OnFailureProblem(text));
+  }
+  return destination;
+}
+
+std::string OnFailureDestinationText(const OnFailureDestination& destination) {
+  switch (destination.kind) {
+    case OnFailureDestination::Kind::kStream:
+      return "stream:" + destination.target;
+    case OnFailureDestination::Kind::kFile:
+      return "file:" + destination.target;
+    default:
+      return "";
+  }
+}
+
+bool ParseConfigDuration(std::string_view text, absl::Duration* out) {
+  return ParseDurationText(text, out);
+}
+
+std::string FormatSeconds(absl::Duration duration) {
+  if (duration == absl::InfiniteDuration()) return "-1";
+  if (duration % absl::Seconds(1) == absl::ZeroDuration()) {
+    return absl::StrCat(absl::ToInt64Seconds(duration), "s");
+  }
+  if (duration % absl::Milliseconds(1) == absl::ZeroDuration()) {
+    return absl::StrCat(absl::ToInt64Milliseconds(duration), "ms");
+  }
+  return absl::FormatDuration(duration);
+}
+
+namespace {
 
 class ConfigParser {
  public:
@@ -309,6 +396,19 @@ class ConfigParser {
   // leaves *out alone when the field is absent.
   bool GetString(const Entry& entry, std::string_view key, std::string* out);
   bool GetInt(const Entry& entry, std::string_view key, int64_t min, int64_t max, int* out);
+  // An integer whose limits ValidateMappingSpec checks: one too large for an int is kept as the
+  // nearest int, which is out of every such range.
+  bool GetUncheckedInt(const Entry& entry, std::string_view key, int* out) {
+    int64_t value = 0;
+    int ignored;
+    const Field* field = entry.Find(key);
+    if (field == nullptr) return true;
+    if (!field->value.IsScalar() || !absl::SimpleAtoi(field->value.Scalar(), &value)) {
+      return GetInt(entry, key, INT64_MIN, INT64_MAX, &ignored);  // reports the type error
+    }
+    *out = static_cast<int>(std::clamp<int64_t>(value, INT32_MIN, INT32_MAX));
+    return true;
+  }
   bool GetBool(const Entry& entry, std::string_view key, bool* out);
   // `unit_hint` suggests a unit for a bare number ("write 5s").
   std::optional<absl::Duration> GetDuration(const Entry& entry, std::string_view key,
@@ -674,38 +774,15 @@ void ConfigParser::ParseOnFailure(const Entry& entry, MappingSpec* mapping) {
   const Field* field = entry.Find("on_failure");
   if (field == nullptr || field->value.IsNull()) return;
   std::string text;
-  if (!GetString(entry, "on_failure", &text) || text.empty()) return;  // "" means none, as AWS
-  std::string target;
-  if (absl::StartsWith(text, "stream:")) {
-    target = text.substr(7);
-    if (!ValidStreamName(target)) {
-      AddError(ValueMark(*field),
-               absl::StrCat(Name(entry, "on_failure"), ": '", target,
-                            "' is not a valid stream name: 1 to 128 of a-z A-Z 0-9 _ . -"));
-      return;
-    }
-    if (target == mapping->stream) {
-      AddError(ValueMark(*field),
-               absl::StrCat(Name(entry, "on_failure"),
-                            ": the destination is the mapping's own stream, so failed records "
-                            "would be read and fail again; use another stream"));
-      return;
-    }
-    mapping->on_failure.kind = OnFailureDestination::Kind::kStream;
-    mapping->on_failure.target = target;
-  } else if (absl::StartsWith(text, "file:")) {
-    target = text.substr(5);
-    if (target.empty()) {
-      AddError(ValueMark(*field), absl::StrCat(Name(entry, "on_failure"), ": file: needs a path"));
-      return;
-    }
-    mapping->on_failure.kind = OnFailureDestination::Kind::kFile;
-    mapping->on_failure.target = ResolvePath(target, config_.directory);
-  } else {
+  if (!GetString(entry, "on_failure", &text)) return;
+  absl::StatusOr<OnFailureDestination> destination =
+      ParseOnFailureDestination(text, config_.directory);
+  if (!destination.ok()) {
     AddError(ValueMark(*field),
-             absl::StrCat(Name(entry, "on_failure"), ": expected stream:NAME or file:PATH, got '",
-                          text, "'"));
+             absl::StrCat(Name(entry, "on_failure"), destination.status().message()));
+    return;
   }
+  mapping->on_failure = std::move(*destination);
 }
 
 bool ConfigParser::YamlToJson(const YAML::Node& node,
@@ -869,11 +946,12 @@ void ConfigParser::ParseMapping(const YAML::Node& node, size_t index) {
                           " AT_TIMESTAMP needs starting_position_timestamp"));
   }
 
-  GetInt(entry, "batch_size", kMinBatchSize, kMaxBatchSize, &mapping.batch_size);
-  GetDurationInRange(entry, "maximum_batching_window", absl::ZeroDuration(), kMaxBatchingWindow,
-                     "0s and 300s (5m)", "s", &mapping.maximum_batching_window);
-  GetInt(entry, "parallelization_factor", 1, kMaxParallelizationFactor,
-         &mapping.parallelization_factor);
+  // Types here; limits in ValidateMappingSpec below (shared with live updates).
+  GetUncheckedInt(entry, "batch_size", &mapping.batch_size);
+  if (auto window = GetDuration(entry, "maximum_batching_window", "s")) {
+    mapping.maximum_batching_window = *window;
+  }
+  GetUncheckedInt(entry, "parallelization_factor", &mapping.parallelization_factor);
   std::string consumer;
   if (GetString(entry, "consumer", &consumer) && entry.Find("consumer") != nullptr) {
     if (consumer == "polling") {
@@ -887,27 +965,26 @@ void ConfigParser::ParseMapping(const YAML::Node& node, size_t index) {
     }
   }
   GetBool(entry, "bisect_batch_on_error", &mapping.bisect_batch_on_error);
-  GetInt(entry, "retry_attempts", -1, kMaxRetryAttempts, &mapping.retry_attempts);
+  GetUncheckedInt(entry, "retry_attempts", &mapping.retry_attempts);
   if (const Field* field = entry.Find("max_record_age"); field != nullptr) {
     int64_t number;
     if (field->value.IsScalar() && absl::SimpleAtoi(field->value.Scalar(), &number) &&
         number == -1) {
       mapping.max_record_age = absl::InfiniteDuration();
     } else if (std::optional<absl::Duration> age = GetDuration(entry, "max_record_age", "s")) {
-      if (*age < kMinRecordAge || *age > kMaxRecordAge) {
-        // Lambda refuses 0-59 s too, although they are inside its "-1 to 604800" range.
-        AddError(ValueMark(*field), absl::StrCat(Name(entry, "max_record_age"),
-                                                 " must be -1 (no limit) or between 60s and 7d "
-                                                 "(604800s), got ",
-                                                 field->value.Scalar()));
-      } else {
-        mapping.max_record_age = *age;
-      }
+      mapping.max_record_age = *age;
     }
   }
   ParseOnFailure(entry, &mapping);
   GetBool(entry, "report_batch_item_failures", &mapping.report_batch_item_failures);
   ParseFilters(entry, &mapping);
+  for (const MappingSpecError& error : ValidateMappingSpec(mapping)) {
+    const Field* field = entry.Find(error.field);
+    if (field == nullptr) continue;  // a default value breaks no rule
+    AddError(ValueMark(*field),
+             absl::StrCat(Name(entry, error.field), error.problem,
+                          error.limit ? absl::StrCat(", got ", field->value.Scalar()) : ""));
+  }
 
   const Field* function = entry.Find("function");
   const Field* stream = entry.Find("stream");

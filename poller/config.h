@@ -83,6 +83,33 @@ struct Config {
   std::vector<MappingSpec> mappings;
 };
 
+// A rule a mapping's knobs break. Shared by the YAML loader and live updates (the admin API), so
+// both refuse the same values with the same words.
+struct MappingSpecError {
+  std::string field;    // the YAML key, e.g. "batch_size"
+  std::string problem;  // follows the field's name: " must be between 1 and 10000"
+  bool limit = true;    // a range: messages add ", got <the value as the user wrote it>"
+};
+
+// Lambda's limits on a mapping's knobs: batch_size, maximum_batching_window,
+// parallelization_factor, retry_attempts, max_record_age, and an on_failure destination that is
+// not the mapping's own stream. Empty when all hold.
+std::vector<MappingSpecError> ValidateMappingSpec(const MappingSpec& spec);
+
+// Parses an on_failure value: "stream:NAME", "file:PATH" (a relative path is resolved against
+// `directory`), or "" (none, as AWS). The error's message follows the field's name
+// (": expected stream:NAME or file:PATH, got 'x'").
+absl::StatusOr<OnFailureDestination> ParseOnFailureDestination(std::string_view text,
+                                                               std::string_view directory);
+// The value as the YAML writes it: "stream:NAME", "file:PATH" or "".
+std::string OnFailureDestinationText(const OnFailureDestination& destination);
+
+// Parses a duration as the YAML writes them: "500ms", "5s", "1m", "48h", "7d", "1h30m".
+bool ParseConfigDuration(std::string_view text, absl::Duration* out);
+
+// "5s", "300s", "1.5s", "500ms": a duration in the units the limits use.
+std::string FormatSeconds(absl::Duration duration);
+
 // Reads and validates a file. Errors read "file:line:column: what is wrong" (with the closest
 // valid key suggested for an unknown one).
 absl::StatusOr<Config> LoadConfig(const std::string& path);

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -84,7 +85,8 @@ class MappingRunner::Impl {
   ~Impl() { Stop(absl::Seconds(0)); }
 
   absl::Status Init();
-  absl::StatusOr<std::string> InitialIterator(const std::string& shard_id);
+  // Stores the mapping's starting position as the shard's checkpoint; returns it.
+  absl::StatusOr<std::string> PinStartingPosition(const std::string& shard_id);
   void Start();
   void Stop(absl::Duration grace);
   // A shard's checkpoint moved: wake the checkpoint writer.
@@ -114,6 +116,9 @@ class MappingRunner::Impl {
   // Stops reading and starting batches in every shard; does not wait.
   void RequestStop();
   MappingMetrics& metrics() { return metrics_; }
+  MappingRunnerStatus Status() const;
+  // The outcome of an invocation, for LastProcessingResult.
+  void InvocationFinished(bool ok) { last_result_ = ok ? kResultOk : kResultProblem; }
 
  private:
   void CheckpointLoop();
@@ -135,17 +140,18 @@ class MappingRunner::Impl {
   bool stopped_ = false;
   absl::Mutex write_mu_;
   std::thread checkpointer_;
+  static constexpr int kResultNone = 0, kResultOk = 1, kResultProblem = 2;
+  std::atomic<int> last_result_{kResultNone};
 };
 
 class ShardConsumer {
  public:
-  ShardConsumer(MappingRunner::Impl* runner, std::string shard_id, std::string checkpoint,
-                std::string initial_iterator)
+  ShardConsumer(MappingRunner::Impl* runner, std::string shard_id, std::string checkpoint)
       : runner_(runner),
         spec_(runner->options().spec),
         shard_id_(std::move(shard_id)),
-        resume_after_(std::move(checkpoint)),
-        initial_iterator_(std::move(initial_iterator)),
+        resume_after_(checkpoint),
+        initial_checkpoint_(std::move(checkpoint)),
         metrics_(runner->metrics().ForShard(shard_id_)),
         max_buffered_(static_cast<size_t>(
             std::clamp(2 * spec_.batch_size * spec_.parallelization_factor, 10'000, 100'000))) {
@@ -207,6 +213,26 @@ class ShardConsumer {
   const std::string& shard_id() const { return shard_id_; }
   ShardMetrics& metrics() { return *metrics_; }
 
+  ShardRunStatus Status() {
+    ShardRunStatus status;
+    status.shard_id = shard_id_;
+    absl::MutexLock lock(&mu_);
+    status.checkpoint = tracker_.Checkpoint().empty() ? initial_checkpoint_ : tracker_.Checkpoint();
+    status.millis_behind_latest = millis_behind_latest_;
+    for (const auto& [ordinal, batch] : in_flight_) status.in_flight.push_back(batch);
+    status.buffered_records = static_cast<int64_t>(buffered_);
+    status.last_error = last_error_;
+    status.last_error_time = last_error_time_;
+    return status;
+  }
+
+  // Remembers the last failure seen on this shard, for Status().
+  void NoteError(std::string error) {
+    absl::MutexLock lock(&mu_);
+    last_error_ = std::move(error);
+    last_error_time_ = absl::Now();
+  }
+
  private:
   // What every line of this shard's threads is about.
   ScopedLogTags LogTags() const {
@@ -216,6 +242,32 @@ class ShardConsumer {
                          {kTagShard, shard_id_},
                          {kTagFunction, spec_.function}};
   }
+  // Marks a batch in flight (for Status()) for as long as it lives.
+  class InFlight {
+   public:
+    InFlight(ShardConsumer* shard, const std::vector<QueuedRecord>& batch)
+        : shard_(shard), key_(batch.front().ordinal) {
+      InFlightBatchStatus status;
+      status.first_sequence_number = batch.front().record.sequence_number();
+      status.last_sequence_number = batch.back().record.sequence_number();
+      status.records = static_cast<int>(batch.size());
+      status.started = absl::Now();
+      absl::MutexLock lock(&shard_->mu_);
+      shard_->in_flight_[key_] = std::move(status);
+    }
+    ~InFlight() {
+      absl::MutexLock lock(&shard_->mu_);
+      shard_->in_flight_.erase(key_);
+    }
+    void Attempt(int attempt) {
+      absl::MutexLock lock(&shard_->mu_);
+      shard_->in_flight_[key_].attempt = attempt;
+    }
+
+   private:
+    ShardConsumer* const shard_;
+    const uint64_t key_;
+  };
 
   struct Lane {
     explicit Lane(BatchingRules rules) : batcher(rules) {}
@@ -246,7 +298,7 @@ class ShardConsumer {
   }
 
   void ReaderLoop() {
-    std::string iterator = std::move(initial_iterator_);
+    std::string iterator;
     absl::Duration backoff = absl::ZeroDuration();
     auto back_off = [&] {
       backoff = NextBackoff(backoff);
@@ -262,6 +314,7 @@ class ShardConsumer {
             runner_->stub().GetShardIterator(&context, IteratorRequest(), &response);
         if (!status.ok()) {
           spdlog::warn("cannot position the reader: {}", status.error_message());
+          NoteError(absl::StrCat("GetShardIterator: ", status.error_message()));
           back_off();
           continue;
         }
@@ -290,12 +343,17 @@ class ShardConsumer {
         if (stopping_) break;
         spdlog::warn("GetRecords failed ({}); repositioning after {}", status.error_message(),
                      resume_after_.empty() ? "the starting position" : resume_after_);
+        NoteError(absl::StrCat("GetRecords: ", status.error_message()));
         iterator.clear();
         back_off();
         continue;
       }
       backoff = absl::ZeroDuration();
       iterator = response.next_shard_iterator();
+      {
+        absl::MutexLock lock(&mu_);
+        millis_behind_latest_ = response.millis_behind_latest();
+      }
       Dispatch(response.mutable_records());
       // fan_out: once caught up by polling (which also settles where LATEST or AT_TIMESTAMP
       // start), switch to records pushed by SubscribeToShard. If the subscription ends, poll
@@ -338,6 +396,10 @@ class ShardConsumer {
     spdlog::info("caught up; records are pushed from after {} (SubscribeToShard)", resume_after_);
     v1::SubscribeToShardEvent event;
     while (!stopping_ && reader->Read(&event)) {
+      {
+        absl::MutexLock lock(&mu_);
+        millis_behind_latest_ = event.millis_behind_latest();
+      }
       Dispatch(event.mutable_records());
       // gRPC's flow control holds the broker back while we wait for room.
       while (!stopping_ && WaitForRoom() == 0) {
@@ -491,6 +553,8 @@ class ShardConsumer {
       absl::Status status = destination->Write(record);
       if (status.ok()) break;
       backoff = NextBackoff(backoff);
+      NoteError(absl::StrCat("on-failure destination ", destination->Describe(), ": ",
+                             status.ToString()));
       spdlog::error(
           "cannot write {} discarded records to {} ({}); the shard waits and retries in {}",
           discard.size(), destination->Describe(), status.ToString(),
@@ -524,15 +588,16 @@ class ShardConsumer {
     FailurePolicy policy(FailurePolicyOptions::FromSpec(spec_), std::move(policy_records));
     metrics_->batch_size->Observe(static_cast<double>(batch.size()));
     metrics_->in_flight_batches->Increment();
-    struct InFlight {
+    struct InFlightGauge {
       prometheus::Gauge* gauge;
-      ~InFlight() { gauge->Decrement(); }
-    } in_flight{metrics_->in_flight_batches};
+      ~InFlightGauge() { gauge->Decrement(); }
+    } in_flight_gauge{metrics_->in_flight_batches};
     runtime::InvokeRequest request;
     request.shard_id = shard_id_;
     request.event_source_arn = runner_->stream_arn();
     request.aws_region = runner_->options().region;
     const std::span<const runtime::RecordView> records(views);
+    InFlight in_flight(this, batch);
     for (;;) {
       const FailurePolicy::Action action = policy.Next(absl::ToUnixMillis(absl::Now()));
       switch (action.kind) {
@@ -557,6 +622,7 @@ class ShardConsumer {
           if (stopping_ && action.attempt > 1) return false;  // no new retries while stopping
           request.records = records.subspan(action.begin, action.size());
           request.attempt = action.attempt;
+          in_flight.Attempt(action.attempt);
           // Lambda's IteratorAge: how old the batch's last record is when it is invoked.
           metrics_->iterator_age_seconds->Set(
               static_cast<double>(absl::ToUnixMillis(absl::Now()) -
@@ -566,6 +632,16 @@ class ShardConsumer {
           runtime::InvokeResult result = runner_->options().function->Invoke(request);
           metrics_->concurrent_executions->Decrement();
           metrics_->Invoked(result.status, result.duration, action.attempt);
+          const bool partial = result.status == runtime::InvokeStatus::kBatchItemFailures;
+          runner_->InvocationFinished(result.ok() || partial);
+          if (partial) {
+            NoteError(absl::StrCat("invocation #", action.attempt, " of ", action.size(),
+                                   " records reported ", result.batch_item_failures.size(),
+                                   " batch item failures"));
+          } else if (!result.ok()) {
+            NoteError(absl::StrCat("invocation #", action.attempt, " of ", action.size(),
+                                   " records: ", result.error_type, ": ", result.error_message));
+          }
           if (!result.ok() && result.status != runtime::InvokeStatus::kBatchItemFailures) {
             ScopedLogTags invocation{{kTagRequestId, result.request_id}};
             spdlog::warn("invocation #{} of {} records failed ({}: {})", action.attempt,
@@ -584,7 +660,7 @@ class ShardConsumer {
   const MappingSpec& spec_;
   const std::string shard_id_;
   std::string resume_after_;  // reader thread only: the last sequence number handed out
-  std::string initial_iterator_;
+  const std::string initial_checkpoint_;
   ShardMetrics* const metrics_;  // owned by the runner's MappingMetrics
   uint64_t next_ordinal_ = 0;    // reader thread only
   const size_t max_buffered_;
@@ -597,27 +673,33 @@ class ShardConsumer {
   size_t buffered_ ABSL_GUARDED_BY(mu_) = 0;  // handed to lanes, not yet done
   uint64_t written_version_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* poll_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // For Status().
+  int64_t millis_behind_latest_ ABSL_GUARDED_BY(mu_) = -1;
+  std::map<uint64_t, InFlightBatchStatus> in_flight_ ABSL_GUARDED_BY(mu_);  // by first ordinal
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_error_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
-absl::StatusOr<std::string> MappingRunner::Impl::InitialIterator(const std::string& shard_id) {
+absl::StatusOr<std::string> MappingRunner::Impl::PinStartingPosition(const std::string& shard_id) {
   const MappingSpec& spec = options_.spec;
-  v1::GetShardIteratorRequest request;
+  v1::SetCheckpointRequest request;
+  request.set_consumer_name(spec.Id());
   request.set_stream_name(spec.stream);
   request.set_shard_id(shard_id);
-  request.set_shard_iterator_type(IteratorType(spec.starting_position));
+  request.mutable_position()->set_type(IteratorType(spec.starting_position));
   if (spec.starting_position == StartingPosition::kAtTimestamp) {
-    *request.mutable_timestamp() =
+    *request.mutable_position()->mutable_timestamp() =
         TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(spec.starting_position_timestamp));
   }
-  v1::GetShardIteratorResponse response;
+  v1::SetCheckpointResponse response;
   grpc::ClientContext context;
   SetDeadline(context, kRpcTimeout);
-  grpc::Status status = stub_->GetShardIterator(&context, request, &response);
+  grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
   if (!status.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                         absl::StrCat(shard_id, ": ", status.error_message()));
   }
-  return response.shard_iterator();
+  return response.checkpoint().sequence_number();
 }
 
 absl::Status MappingRunner::Impl::Init() {
@@ -667,15 +749,15 @@ absl::Status MappingRunner::Impl::Init() {
     grpc::Status status = stub_->ListShards(&context, request, &response);
     if (!status.ok()) return to_status(status);
     for (const auto& shard : response.shards()) {
-      const std::string& checkpoint = checkpoints[shard.shard_id()];
-      std::string iterator;
+      std::string checkpoint = checkpoints[shard.shard_id()];
       if (checkpoint.empty()) {
-        // Resolve the starting position now, not when the reader thread gets to it: LATEST
-        // means the records put after the mapping started, not after some thread woke up.
-        ASSIGN_OR_RETURN(iterator, InitialIterator(shard.shard_id()));
+        // Resolve the starting position now, not when the reader thread gets to it (LATEST
+        // means the records put after the mapping started, not after some thread woke up), and
+        // store it, so that a stop and start before the first record is done resumes there
+        // instead of resolving LATEST again and skipping what was put meanwhile.
+        ASSIGN_OR_RETURN(checkpoint, PinStartingPosition(shard.shard_id()));
       }
-      shards_.push_back(
-          std::make_unique<ShardConsumer>(this, shard.shard_id(), checkpoint, iterator));
+      shards_.push_back(std::make_unique<ShardConsumer>(this, shard.shard_id(), checkpoint));
     }
     next_token = response.next_token();
   } while (!next_token.empty());
@@ -718,6 +800,7 @@ bool MappingRunner::Impl::WriteCheckpoints() {
       shard->CheckpointWritten(version);
       shard->metrics().Checkpointed(sequence_number);
     } else {
+      shard->NoteError(absl::StrCat("SetCheckpoint: ", status.error_message()));
       ScopedLogTags shard_tag{{kTagShard, shard->shard_id()}};
       spdlog::warn("checkpoint not written ({}); will retry", status.error_message());
       ok = false;
@@ -791,5 +874,23 @@ void MappingRunner::RequestStop() { impl_->RequestStop(); }
 bool MappingRunner::FlushCheckpoints() { return impl_->FlushCheckpoints(); }
 
 const MappingSpec& MappingRunner::spec() const { return impl_->options().spec; }
+
+MappingRunnerStatus MappingRunner::Impl::Status() const {
+  MappingRunnerStatus status;
+  for (const auto& shard : shards_) status.shards.push_back(shard->Status());
+  switch (last_result_.load()) {
+    case kResultOk:
+      status.last_processing_result = "OK";
+      break;
+    case kResultProblem:
+      status.last_processing_result = "PROBLEM: Function call failed";
+      break;
+    default:
+      status.last_processing_result = "No records processed";
+  }
+  return status;
+}
+
+MappingRunnerStatus MappingRunner::Status() const { return impl_->Status(); }
 
 }  // namespace runnel::poller

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -37,10 +38,40 @@ struct MappingRunnerOptions {
   std::shared_ptr<prometheus::Registry> metrics;
 };
 
+// A batch being invoked, or waiting to be retried, right now.
+struct InFlightBatchStatus {
+  std::string first_sequence_number;
+  std::string last_sequence_number;
+  int records = 0;
+  int attempt = 0;  // of the invocation under way (1 = first)
+  absl::Time started = absl::InfinitePast();
+};
+
+// Where one shard of a running mapping stands (for `runnel mapping describe`).
+struct ShardRunStatus {
+  std::string shard_id;
+  // Every record up to and including it is done (written to the broker moments later).
+  std::string checkpoint;
+  int64_t millis_behind_latest = -1;  // at the last read; -1 before the first
+  std::vector<InFlightBatchStatus> in_flight;
+  int64_t buffered_records = 0;  // read, not yet done
+  std::string last_error;
+  absl::Time last_error_time = absl::InfinitePast();
+};
+
+struct MappingRunnerStatus {
+  std::vector<ShardRunStatus> shards;
+  // Lambda's LastProcessingResult: "No records processed", "OK" or
+  // "PROBLEM: Function call failed" (the outcome of the last invocation).
+  std::string last_processing_result;
+};
+
 class MappingRunner {
  public:
   // Lists the stream's shards, reads the mapping's checkpoints, and starts consuming. Each
-  // shard without a checkpoint starts at the mapping's starting position.
+  // shard without a checkpoint starts at the mapping's starting position, which is stored at
+  // once as its checkpoint (so LATEST or AT_TIMESTAMP means the same after a stop and start,
+  // e.g. a disable and enable, before the first record is done).
   static absl::StatusOr<std::unique_ptr<MappingRunner>> Start(MappingRunnerOptions options);
 
   // Stops reading, lets the lanes finish the records already read (invoked at once, without
@@ -62,6 +93,8 @@ class MappingRunner {
   bool FlushCheckpoints();
 
   const MappingSpec& spec() const;
+  // A consistent-per-shard snapshot; callable from any thread while the runner runs or stops.
+  MappingRunnerStatus Status() const;
 
   class Impl;
 

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+#include "poller/mapping_controller.h"
 #include "poller/mapping_runner.h"
 #include "runnel/runtime/function.h"
 #include "runnel/v1/broker.grpc.pb.h"
@@ -114,39 +116,40 @@ class Poller::Impl {
         return status;
       }
     }
-    for (const MappingSpec& mapping : config.mappings) {
-      if (!mapping.enabled) {
-        spdlog::info("mapping {} is disabled", mapping.Id());
-        continue;
+    MappingControllerOptions controller_options;
+    controller_options.broker = options_.broker;
+    controller_options.region = options_.region;
+    controller_options.metrics = options_.metrics;
+    controller_options.config_directory = config.directory;
+    // An update may name a new on_failure stream: created as at start-up.
+    controller_options.prepare = [this](const MappingSpec& mapping) {
+      if (mapping.on_failure.kind != OnFailureDestination::Kind::kStream) {
+        return absl::OkStatus();
       }
-      MappingRunnerOptions runner_options;
-      runner_options.spec = mapping;
-      runner_options.function = functions_.at(mapping.function).get();
-      runner_options.broker = options_.broker;
-      runner_options.region = options_.region;
-      runner_options.metrics = options_.metrics;
-      auto runner = MappingRunner::Start(std::move(runner_options));
-      if (!runner.ok()) return runner.status();
-      runners_.push_back(std::move(*runner));
+      return EnsureStream(StreamSpec{.name = mapping.on_failure.target,
+                                     .shards = 1,
+                                     .retention_hours = 168,
+                                     .where = mapping.where},
+                          /*is_destination=*/true);
+    };
+    controller_ = std::make_unique<MappingController>(std::move(controller_options));
+    for (const MappingSpec& mapping : config.mappings) {
+      RETURN_IF_ERROR(controller_->Add(mapping, functions_.at(mapping.function).get()));
     }
     return absl::OkStatus();
   }
 
   void Stop(absl::Duration grace) {
-    for (auto& runner : runners_) runner->RequestStop();
-    for (auto& runner : runners_) runner->Stop(grace);
+    if (controller_) controller_->StopAll(grace);
   }
 
-  bool FlushCheckpoints() {
-    bool ok = true;
-    for (auto& runner : runners_) ok &= runner->FlushCheckpoints();
-    return ok;
-  }
+  MappingController* controller() { return controller_.get(); }
+
+  bool FlushCheckpoints() { return controller_ == nullptr || controller_->FlushCheckpoints(); }
 
   std::vector<std::string> Describe() const {
     std::vector<std::string> lines;
-    for (const auto& runner : runners_) {
-      const MappingSpec& spec = runner->spec();
+    for (const MappingSpec& spec : controller_->Running()) {
       lines.push_back(absl::StrCat(spec.Id(), ": stream ", spec.stream, " -> function ",
                                    spec.function, " (",
                                    functions_.at(spec.function)->config().plugin_path, ")"));
@@ -200,7 +203,7 @@ class Poller::Impl {
   std::unique_ptr<v1::StreamBroker::Stub> stub_;
   std::map<std::string, std::unique_ptr<runtime::Function>> functions_;
   // Declared after functions_, so runners stop before the functions they call go away.
-  std::vector<std::unique_ptr<MappingRunner>> runners_;
+  std::unique_ptr<MappingController> controller_;
 };
 
 Poller::Poller(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -217,5 +220,7 @@ void Poller::Stop(absl::Duration grace) { impl_->Stop(grace); }
 bool Poller::FlushCheckpoints() { return impl_->FlushCheckpoints(); }
 
 std::vector<std::string> Poller::Describe() const { return impl_->Describe(); }
+
+MappingController* Poller::controller() { return impl_->controller(); }
 
 }  // namespace runnel::poller

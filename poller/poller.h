@@ -22,6 +22,8 @@ class Registry;
 
 namespace runnel::poller {
 
+class MappingController;
+
 struct PollerOptions {
   Config config;
   std::shared_ptr<grpc::Channel> broker;
@@ -64,6 +66,8 @@ class Poller {
 
   // One line per running mapping, for the start-up banner.
   std::vector<std::string> Describe() const;
+  // Live control of the mappings (enable, disable, update, seek), for the admin service.
+  MappingController* controller();
 
   class Impl;
 
