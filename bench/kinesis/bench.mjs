@@ -16,6 +16,8 @@
 //   --reps N (3)  --seconds S (5, per timed phase)  --put-count N (1000, sequential PutRecord)
 //   --rate R (100, put->get records/s)  --poll-ms MS (0, pause between GetRecords polls)
 //   --phases ingest,read,put,latency  --json FILE (raw results)
+//   --ratio-of NAME[,NAME] (targets compared with the others in ratio columns; default: every
+//            target whose name starts with "runnel")
 
 import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -59,6 +61,7 @@ function parseArgs(argv) {
     pollMs: 0,
     phases: ['ingest', 'read', 'put', 'latency'],
     json: '',
+    ratioOf: null,
     worker: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -105,9 +108,10 @@ function parseArgs(argv) {
         break;
       }
       case '--json': opts.json = next(); break;
+      case '--ratio-of': opts.ratioOf = next().split(','); break;
       case '--help': case '-h':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n').slice(6, 19).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+          .split('\n').slice(6, 21).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
         process.exit(0);
       default: throw new Error(`unknown option '${a}' (see --help)`);
     }
@@ -210,7 +214,8 @@ async function workerIngest(client, cmd, go) {
 // Read: one reader per assigned shard, TRIM_HORIZON, GetRecords(limit 10,000) until it has read
 // what ingest put on that shard (or the deadline).
 async function workerRead(client, cmd, go, prepared) {
-  const deadline = go.start + BigInt(Math.round(cmd.seconds * 1e9));
+  // Three times the ingest window: reading back all of it is the point, but never unbounded.
+  const deadline = go.start + BigInt(Math.round(3 * cmd.seconds * 1e9));
   let records = 0, calls = 0, errors = 0, lastError = '', incomplete = 0;
   const reader = async ({ shard, iterator }) => {
     const want = cmd.expect[shard] || 0;
@@ -513,7 +518,7 @@ async function runTarget(opts, target, rep, workers) {
       const half = Math.ceil(shards.length / workers.length);
       const cmds = workers.map((_, i) => ({
         ...base, phase: 'read', shards: shards.slice(i * half, (i + 1) * half), expect: fig.expect }));
-      const rs = await runPhase(workers, cmds, opts.seconds);
+      const rs = await runPhase(workers, cmds, 3 * opts.seconds);
       const start = rs.reduce((a, r) => (r.start < a ? r.start : a), rs[0].start);
       const end = rs.reduce((a, r) => (r.end > a ? r.end : a), rs[0].end);
       const records = rs.reduce((a, r) => a + r.records, 0);
@@ -525,7 +530,7 @@ async function runTarget(opts, target, rep, workers) {
       srv0 = srv1;
       const incomplete = rs.reduce((a, r) => a + r.incomplete, 0);
       const e = errorsOf(rs);
-      if (incomplete) notes.push(`read: ${incomplete} shard(s) not read to the end within ${opts.seconds} s (${records} of ${fig.ingestRecords} records)`);
+      if (incomplete) notes.push(`read: ${incomplete} shard(s) not read to the end within ${3 * opts.seconds} s (${records} of ${fig.ingestRecords} records)`);
       if (e.n) notes.push(`read: ${e.n} calls threw (${e.last})`);
     }
 
@@ -596,7 +601,7 @@ function report(opts, results) {
     if (reps.length === 0) return null;
     return reps[0].map((_, i) => median(reps.map((r) => r[i])));
   };
-  const runnels = names.filter((n) => n.startsWith('runnel'));
+  const runnels = opts.ratioOf ? names.filter((n) => opts.ratioOf.includes(n)) : names.filter((n) => n.startsWith('runnel'));
   const peers = names.filter((n) => !n.startsWith('runnel'));
   const rowsDef = [
     ['ingest, records/s (PutRecords 500 x 100 B, 2 procs x 4)', 'ingest', fmtRate],
@@ -641,9 +646,10 @@ function report(opts, results) {
   out.push('Details (median): ' + names.map((n) => `${n}: ingest call p50/p99 ${fmtMs(med(n, 'ingestCallP50'))}/${fmtMs(med(n, 'ingestCallP99'))} ms, ` +
     `${fmtRate(med(n, 'ingestRecords'))} records put, ${fmtRate(med(n, 'readRecords'))} read, ` +
     `${fmtRate(med(n, 'putCount'))} sequential puts, put->get ${fmtRate(med(n, 'e2eSamples'))} samples at ${fmtRate(med(n, 'e2ePollsPerS'))} polls/s`).join('; '));
-  out.push('Clients: ' + opts.targets.map((t) => `${t.name} ${t.handler === 'default'
-    ? 'SDK default handler, unconfigured (HTTP/2 cleartext, a new session per request)'
-    : 'NodeHttpHandler with a keep-alive http.Agent (HTTP/1.1): the default h2c client fails on it'}`).join('; '));
+  out.push('Clients: ' + opts.targets.map((t) => `${t.name}: ${t.handler === 'default'
+    ? 'the SDK\'s default handler, unconfigured (HTTP/2 cleartext, a new connection per request)'
+    : 'NodeHttpHandler with a keep-alive http.Agent (HTTP/1.1)' +
+      (t.name.startsWith('runnel') ? '' : ', since the default h2c client fails on it')}`).join('; ') + '.');
   out.push(`put->get: PutRecord at ${opts.rate}/s (at most one in flight) from worker 1; worker 2 polls GetRecords on every shard back to back` +
     (opts.pollMs ? `, ${opts.pollMs} ms pause after an empty answer` : ' with no pause') +
     '; latency = GetRecords answer parsed - PutRecord call started; first 0.5 s not counted.');
