@@ -15,7 +15,8 @@
 //            a keep-alive agent (HTTP/1.1). PID: the server's pid, for its CPU time (/proc).
 //   --reps N (3)  --seconds S (5, per timed phase)  --put-count N (1000, sequential PutRecord)
 //   --rate R (100, put->get records/s)  --poll-ms MS (0, pause between GetRecords polls)
-//   --phases ingest,read,put,latency  --json FILE (raw results)
+//   --phases ingest,read,put,latency  --json FILE (raw results)  --report FILE (print the
+//            table of an earlier --json FILE again, without running anything)
 //   --ratio-of NAME[,NAME] (targets compared with the others in ratio columns; default: every
 //            target whose name starts with "runnel")
 
@@ -108,10 +109,12 @@ function parseArgs(argv) {
         break;
       }
       case '--json': opts.json = next(); break;
+      case '--report': opts.report = next(); break;
       case '--ratio-of': opts.ratioOf = next().split(','); break;
       case '--help': case '-h':
         process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8')
-          .split('\n').slice(6, 21).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+          .split('\n').slice(1).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('//')))
+          .map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
         process.exit(0);
       default: throw new Error(`unknown option '${a}' (see --help)`);
     }
@@ -641,11 +644,25 @@ function report(opts, results) {
     const reps = results[n].filter((r) => Array.isArray(r.fig[cpuKey]) && r.fig[countKey] > 0);
     return median(reps.map((r) => r.fig[cpuKey].reduce((a, b) => a + b, 0) / (r.fig[countKey] / 1000)));
   };
-  out.push('Client CPU per 1,000 records, ms (both workers): ' + names.map((n) =>
-    `${n} ingest ${fmtMs(per1k(n, 'ingestCpu', 'ingestRecords'))}, read ${fmtMs(per1k(n, 'readCpu', 'readRecords'))}`).join('; '));
-  out.push('Details (median): ' + names.map((n) => `${n}: ingest call p50/p99 ${fmtMs(med(n, 'ingestCallP50'))}/${fmtMs(med(n, 'ingestCallP99'))} ms, ` +
-    `${fmtRate(med(n, 'ingestRecords'))} records put, ${fmtRate(med(n, 'readRecords'))} read, ` +
-    `${fmtRate(med(n, 'putCount'))} sequential puts, put->get ${fmtRate(med(n, 'e2eSamples'))} samples at ${fmtRate(med(n, 'e2ePollsPerS'))} polls/s`).join('; '));
+  out.push('Details (median):');
+  for (const n of names) {
+    const parts = [];
+    const has = (k) => Number.isFinite(med(n, k));
+    if (has('ingest')) {
+      parts.push(`ingest ${fmtRate(med(n, 'ingestRecords'))} records, PutRecords call p50/p99 ` +
+        `${fmtMs(med(n, 'ingestCallP50'))}/${fmtMs(med(n, 'ingestCallP99'))} ms, client CPU ` +
+        `${fmtMs(per1k(n, 'ingestCpu', 'ingestRecords'))} ms per 1,000 records`);
+    }
+    if (has('read')) {
+      parts.push(`read ${fmtRate(med(n, 'readRecords'))} records, client CPU ` +
+        `${fmtMs(per1k(n, 'readCpu', 'readRecords'))} ms per 1,000`);
+    }
+    if (has('putP50')) parts.push(`${fmtRate(med(n, 'putCount'))} sequential PutRecord calls`);
+    if (has('e2eP50')) {
+      parts.push(`put->get ${fmtRate(med(n, 'e2eSamples'))} samples at ${fmtRate(med(n, 'e2ePollsPerS'))} GetRecords polls/s`);
+    }
+    out.push(`  ${n}: ${parts.join('; ') || 'no figures'}`);
+  }
   out.push('Clients: ' + opts.targets.map((t) => `${t.name}: ${t.handler === 'default'
     ? 'the SDK\'s default handler, unconfigured (HTTP/2 cleartext, a new connection per request)'
     : 'NodeHttpHandler with a keep-alive http.Agent (HTTP/1.1)' +
@@ -704,7 +721,10 @@ async function coordinatorMain(opts) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-if (opts.worker) {
+if (opts.report) {
+  const saved = JSON.parse(readFileSync(opts.report, 'utf8'));
+  console.log(report({ ...saved.opts, ratioOf: opts.ratioOf || saved.opts.ratioOf }, saved.results));
+} else if (opts.worker) {
   workerMain();
 } else {
   coordinatorMain(opts).catch((e) => {
