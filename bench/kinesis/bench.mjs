@@ -587,7 +587,8 @@ async function runTarget(opts, target, rep, workers) {
 
 const fmtRate = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '—');
 const fmtMs = (v) => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v.toFixed(1)) : '—');
-const fmtRatio = (v) => (Number.isFinite(v) && v > 0 ? (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2)) : '—');
+const fmtRatio = (v) => (Number.isFinite(v) && v > 0
+  ? (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v >= 0.1 ? v.toFixed(2) : v.toPrecision(2)) : '—');
 const fmtCpu = (a) => (Array.isArray(a) && a.every(Number.isFinite) ? a.map((x) => Math.round(x)).join(' + ') : '—');
 
 function table(rows) {
@@ -598,6 +599,15 @@ function table(rows) {
 
 function report(opts, results) {
   const names = opts.targets.map((t) => t.name);
+  // Derived per repetition, then the median: server CPU per 1,000 records, which the client's
+  // own CPU (two Node processes sharing the machine with the server) does not bound.
+  for (const n of names) {
+    for (const r of results[n]) {
+      const f = r.fig;
+      if (f.ingestRecords > 0) f.ingestServerCpuPer1k = f.ingestServerCpu / (f.ingestRecords / 1000);
+      if (f.readRecords > 0) f.readServerCpuPer1k = f.readServerCpu / (f.readRecords / 1000);
+    }
+  }
   const med = (name, key) => median(results[name].map((r) => r.fig[key]));
   const medCpu = (name, key) => {
     const reps = results[name].map((r) => r.fig[key]).filter(Array.isArray);
@@ -613,6 +623,8 @@ function report(opts, results) {
     ['read, records/s (GetRecords limit 10,000)', 'read', fmtRate],
     ['put->get p50, ms', 'e2eP50', fmtMs],
     ['put->get p99, ms', 'e2eP99', fmtMs],
+    ['server CPU per 1,000 records ingested, ms', 'ingestServerCpuPer1k', fmtMs],
+    ['server CPU per 1,000 records read, ms', 'readServerCpuPer1k', fmtMs],
   ];
   const header = ['figure', ...names, ...runnels.flatMap((r) => peers.map((p) => `${r} / ${p}`))];
   const rows = [header];
@@ -624,6 +636,7 @@ function report(opts, results) {
   }
   const out = [];
   out.push(`Median of ${opts.reps} repetition(s); ratio = runnel / peer (above 1 is better for records/s, below 1 is better for ms).`);
+  out.push('Server CPU from /proc/PID/stat (10 ms ticks) over the phase; the records/s rows are bounded by the clients\' CPU too.');
   out.push(table(rows));
   out.push('');
   out.push('CPU time during each phase, ms (median): client worker 1 + worker 2 / server');
