@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/broker.h"
-#include "broker/server.h"
+#include "cli/broker_stack.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
 #include "cli/metrics_option.h"
@@ -39,9 +39,7 @@ struct BrokerCommandOptions {
 absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
   broker::BrokerOptions out;
   out.data_dir = in.data_dir;
-  out.default_fsync = in.fsync == "interval" ? v1::FSYNC_INTERVAL
-                      : in.fsync == "never"  ? v1::FSYNC_NEVER
-                                             : v1::FSYNC_ALWAYS;
+  out.default_fsync = FsyncPolicyNamed(in.fsync);
   if (!absl::ParseDuration(in.fsync_interval, &out.fsync_interval) ||
       out.fsync_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -62,62 +60,34 @@ int RunBroker(const BrokerCommandOptions& options) {
     return kExitUsage;
   }
   sigset_t signals = BlockShutdownSignals();
-  auto registry = std::make_shared<prometheus::Registry>();
-  broker_options->metrics = registry;
-  auto broker = broker::Broker::Open(*broker_options);
-  if (!broker.ok()) {
-    PrintError(std::string(broker.status().message()));
-    return kExitError;
-  }
-  // After the broker (the scrape hook reads it), destroyed before it.
-  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
-  if (!metrics.ok()) {
-    PrintError(std::string(metrics.status().message()));
-    return kExitError;
-  }
-  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
-  broker::ServerOptions server_options;
-  server_options.listen = options.listen;
-  auto server = broker::BrokerServer::Start(broker->get(), server_options);
-  if (!server.ok()) {
-    PrintError(std::string(server.status().message()));
+  BrokerStackOptions stack_options;
+  stack_options.broker = std::move(*broker_options);
+  stack_options.broker.metrics = std::make_shared<prometheus::Registry>();
+  stack_options.metrics = options.metrics;
+  stack_options.server.listen = options.listen;
+  auto stack = BrokerStack::Start(stack_options);
+  if (!stack.ok()) {
+    PrintError(std::string(stack.status().message()));
     return kExitError;
   }
   spdlog::info("runnel broker listening on {} (data directory {}, fsync {}, metrics {})",
-               (*server)->address(), options.data_dir, options.fsync,
-               *metrics ? (*metrics)->url() : "off");
-  auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
-  if (!kinesis.ok()) {
-    PrintError(std::string(kinesis.status().message()));
-    return kExitError;
-  }
-  if (*kinesis != nullptr) {
-    spdlog::info("runnel broker: Kinesis API on {} (HTTP/1.1 and h2c)", (*kinesis)->endpoint());
-  }
-  // Before --ready-file: whoever waits for that one may read this one at once.
-  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
+               stack->server().address(), options.data_dir, options.fsync,
+               stack->metrics() != nullptr ? stack->metrics()->url() : "off");
+  if (auto status = stack->StartKinesis(options.kinesis_listen); !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
   }
-  if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
-                                    options.kinesis_ready_file, kinesis->get());
+  if (stack->kinesis() != nullptr) {
+    spdlog::info("runnel broker: Kinesis API on {} (HTTP/1.1 and h2c)",
+                 stack->kinesis()->endpoint());
+  }
+  if (auto status = stack->WriteReadyFiles(options.ready_file, options.kinesis_ready_file);
       !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
   }
-  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
-    PrintError(std::string(status.message()));
-    return kExitError;
-  }
   spdlog::info("received {}, shutting down", WaitForShutdownSignal(signals));
-  if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
-  kinesis->reset();
-  // In-flight puts finish in milliseconds; an idle client connection would otherwise hold
-  // the whole grace period.
-  (*server)->Shutdown(absl::Milliseconds(500));
-  server->reset();
-  metrics->reset();
-  broker->reset();  // completes pending appends and syncs every shard
+  stack->Shutdown();
   ExitAfterCleanShutdown();
 }
 
@@ -136,12 +106,9 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   command->add_option("--data-dir", options->data_dir, "Folder holding streams and checkpoints")
       ->capture_default_str();
-  command
-      ->add_option("--fsync", options->fsync,
-                   "When a put is acknowledged: always (after fsync; concurrent puts share one), "
-                   "interval (after write, fsync every --fsync-interval), never (after write)")
-      ->check(CLI::IsMember({"always", "interval", "never"}))
-      ->capture_default_str();
+  AddFsyncOption(*command, &options->fsync,
+                 "When a put is acknowledged: always (after fsync; concurrent puts share one), "
+                 "interval (after write, fsync every --fsync-interval), never (after write)");
   command
       ->add_option("--fsync-interval", options->fsync_interval,
                    "Background fsync period for --fsync interval")

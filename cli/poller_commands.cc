@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "broker/broker.h"
 #include "broker/server.h"
+#include "cli/broker_stack.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
 #include "cli/metrics_option.h"
@@ -183,55 +184,41 @@ int RunUp(const UpOptions& options) {
     config = std::move(*loaded);
   }
   sigset_t signals = BlockShutdownSignals();
-  // One registry: broker and poller families on one /metrics.
-  auto registry = std::make_shared<prometheus::Registry>();
-  broker::BrokerOptions broker_options;
-  broker_options.metrics = registry;
-  broker_options.data_dir = options.data_dir;
-  broker_options.default_fsync = options.fsync == "interval" ? v1::FSYNC_INTERVAL
-                                 : options.fsync == "never"  ? v1::FSYNC_NEVER
-                                                             : v1::FSYNC_ALWAYS;
-  auto broker = broker::Broker::Open(broker_options);
-  if (!broker.ok()) {
-    PrintError(std::string(broker.status().message()));
-    return kExitError;
-  }
-  // After the broker (the scrape hook reads it), destroyed before it.
-  auto metrics = StartMetrics(options.metrics, kDefaultBrokerMetrics, registry);
-  if (!metrics.ok()) {
-    PrintError(std::string(metrics.status().message()));
-    return kExitError;
-  }
-  if (*metrics) (*metrics)->SetBeforeScrape([b = broker->get()] { b->UpdateMetrics(); });
   // The mapping control service shares the broker's port; it answers once the poller runs.
   auto controller = std::make_shared<std::atomic<poller::MappingController*>>(nullptr);
   std::unique_ptr<grpc::Service> admin =
       poller::MakeEventSourceMappingsService([controller] { return controller->load(); });
-  broker::ServerOptions server_options;
-  server_options.listen = options.listen;
-  server_options.extra_services.push_back(admin.get());
-  auto server = broker::BrokerServer::Start(broker->get(), server_options);
-  if (!server.ok()) {
-    PrintError(std::string(server.status().message()));
+  BrokerStackOptions stack_options;
+  // One registry: broker and poller families on one /metrics.
+  auto registry = std::make_shared<prometheus::Registry>();
+  stack_options.broker.metrics = registry;
+  stack_options.broker.data_dir = options.data_dir;
+  stack_options.broker.default_fsync = FsyncPolicyNamed(options.fsync);
+  stack_options.metrics = options.metrics;
+  stack_options.server.listen = options.listen;
+  stack_options.server.extra_services.push_back(admin.get());
+  auto stack = BrokerStack::Start(stack_options);
+  if (!stack.ok()) {
+    PrintError(std::string(stack.status().message()));
     return kExitError;
   }
   std::printf("runnel up: broker on %s (data directory %s, fsync %s)\n",
-              (*server)->address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
-  std::printf("runnel up: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
-  auto kinesis = StartKinesisEndpoint(broker->get(), options.kinesis_listen);
-  if (!kinesis.ok()) {
-    PrintError(std::string(kinesis.status().message()));
+              stack->server().address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
+  std::printf("runnel up: metrics %s\n",
+              stack->metrics() != nullptr ? stack->metrics()->url().c_str() : "off");
+  if (auto status = stack->StartKinesis(options.kinesis_listen); !status.ok()) {
+    PrintError(std::string(status.message()));
     return kExitError;
   }
-  if (*kinesis != nullptr) {
+  if (const kinesis::KinesisHttpServer* kinesis = stack->kinesis(); kinesis != nullptr) {
     std::printf("runnel up: Kinesis API on %s (HTTP/1.1 and h2c; AWS CLI: --endpoint-url %s)\n",
-                (*kinesis)->endpoint().c_str(), (*kinesis)->endpoint().c_str());
+                kinesis->endpoint().c_str(), kinesis->endpoint().c_str());
   }
   std::unique_ptr<poller::Poller> poller;
   if (config.has_value()) {
     poller::PollerOptions poller_options;
     poller_options.config = std::move(*config);
-    poller_options.broker = (*server)->InProcessChannel();
+    poller_options.broker = stack->server().InProcessChannel();
     poller_options.plugin_dirs = options.plugin_dirs;
     poller_options.create_streams = true;
     poller_options.metrics = registry;
@@ -249,13 +236,7 @@ int RunUp(const UpOptions& options) {
   }
   std::printf("runnel up: Ctrl-C stops\n");
   std::fflush(stdout);
-  // Before --ready-file: whoever waits for that one may read this one at once.
-  if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
-    PrintError(std::string(status.message()));
-    return kExitError;
-  }
-  if (auto status = WriteReadyFiles(options.ready_file, (*server)->address(),
-                                    options.kinesis_ready_file, kinesis->get());
+  if (auto status = stack->WriteReadyFiles(options.ready_file, options.kinesis_ready_file);
       !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
@@ -269,14 +250,10 @@ int RunUp(const UpOptions& options) {
     // under --fsync never or interval, in the page cache, which the exit does not lose).
     ExitAfterCleanShutdown();
   }
-  if (*kinesis != nullptr) (*kinesis)->Shutdown(absl::Milliseconds(500));
-  kinesis->reset();
-  (*server)->Shutdown(absl::Milliseconds(500));
+  stack->StopServing();
   controller->store(nullptr);
   poller.reset();  // after the server: no mapping call can still be using it
-  server->reset();
-  metrics->reset();
-  broker->reset();
+  stack->Shutdown();
   ExitAfterCleanShutdown();
 }
 
@@ -319,9 +296,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
                    "Broker address HOST:PORT (port 0: any free); it serves the mapping control "
                    "API (`runnel mapping`) too")
       ->capture_default_str();
-  up_command->add_option("--fsync", up->fsync, "always | interval | never (see runnel broker)")
-      ->check(CLI::IsMember({"always", "interval", "never"}))
-      ->capture_default_str();
+  AddFsyncOption(*up_command, &up->fsync, "always | interval | never (see runnel broker)");
   up_command->add_option("--plugin-dir", up->plugin_dirs,
                          "Folder to look up plugins named by file name (repeatable)");
   up_command->add_option("--ready-file", up->ready_file,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "poller/broker_calls.h"
 #include "runnel/v1/broker.grpc.pb.h"
 
 namespace runnel::poller {
@@ -70,12 +71,9 @@ class StreamDestination : public FailureDestination {
     for (const auto& part : requests) {
       v1::PutRecordsResponse response;
       grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      SetDeadline(context, kBrokerRpcTimeout);
       grpc::Status status = stub_->PutRecords(&context, part, &response);
-      if (!status.ok()) {
-        return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                            absl::StrCat("stream:", stream_, ": ", status.error_message()));
-      }
+      if (!status.ok()) return FromGrpc(status, absl::StrCat("stream:", stream_));
       if (response.failed_record_count() > 0) {
         // Parts already written stay written; the retry writes them again (at-least-once, as
         // every destination write).

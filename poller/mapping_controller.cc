@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/strings.h"
 #include "google/protobuf/util/time_util.h"
+#include "poller/broker_calls.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -26,17 +27,15 @@ constexpr char kDisabling[] = "Disabling";
 constexpr char kUpdating[] = "Updating";
 constexpr char kUserAction[] = "User action";  // what AWS reports for Kinesis mappings
 constexpr char kConfigurationFile[] = "Configuration file";
-constexpr absl::Duration kRpcTimeout = absl::Seconds(30);
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
-
 std::unique_ptr<grpc::ClientContext> Context() {
   auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + kRpcTimeout));
+  SetDeadline(*context, kBrokerRpcTimeout);
   return context;
+}
+
+// `status` (a failed ListAllShards) with the context this file's errors name.
+absl::Status ShardsOf(const std::string& stream, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat("shards of ", stream, ": ", status.message()));
 }
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {
@@ -371,47 +370,36 @@ absl::StatusOr<v1::EventSourceMappingConfiguration> MappingController::Describe(
   }
   std::map<std::string, const ShardRunStatus*> running;
   for (const ShardRunStatus& shard : status.shards) running[shard.shard_id] = &shard;
-  std::string next_token;
-  do {
-    v1::ListShardsRequest request;
-    if (next_token.empty()) {
-      request.set_stream_name(spec.stream);
-    } else {
-      request.set_next_token(next_token);
+  auto shards = ListAllShards(*stub, spec.stream, kBrokerRpcTimeout);
+  if (!shards.ok()) return ShardsOf(spec.stream, shards.status());
+  for (const v1::Shard& shard : *shards) {
+    v1::ShardStatus* out = config.add_shards();
+    out->set_shard_id(shard.shard_id());
+    out->set_iterator_age_millis(-1);
+    if (auto it = checkpoints.find(shard.shard_id()); it != checkpoints.end()) {
+      out->set_checkpoint_sequence_number(it->second.sequence_number());
+      *out->mutable_checkpoint_update_time() = it->second.update_time();
     }
-    v1::ListShardsResponse response;
-    grpc::Status rpc = stub->ListShards(Context().get(), request, &response);
-    if (!rpc.ok()) return FromGrpc(rpc, absl::StrCat("shards of ", spec.stream));
-    for (const auto& shard : response.shards()) {
-      v1::ShardStatus* out = config.add_shards();
-      out->set_shard_id(shard.shard_id());
-      out->set_iterator_age_millis(-1);
-      if (auto it = checkpoints.find(shard.shard_id()); it != checkpoints.end()) {
-        out->set_checkpoint_sequence_number(it->second.sequence_number());
-        *out->mutable_checkpoint_update_time() = it->second.update_time();
-      }
-      auto it = running.find(shard.shard_id());
-      if (it == running.end()) continue;
-      const ShardRunStatus& run = *it->second;
-      if (runner != nullptr) {
-        out->set_iterator_age_millis(run.millis_behind_latest);
-        out->set_buffered_records(run.buffered_records);
-        for (const InFlightBatchStatus& batch : run.in_flight) {
-          v1::InFlightBatch* b = out->add_in_flight_batches();
-          b->set_first_sequence_number(batch.first_sequence_number);
-          b->set_last_sequence_number(batch.last_sequence_number);
-          b->set_record_count(batch.records);
-          b->set_attempt(batch.attempt);
-          *b->mutable_start_time() = ToProto(batch.started);
-        }
-      }
-      if (!run.last_error.empty()) {
-        out->set_last_error(run.last_error);
-        *out->mutable_last_error_time() = ToProto(run.last_error_time);
+    auto it = running.find(shard.shard_id());
+    if (it == running.end()) continue;
+    const ShardRunStatus& run = *it->second;
+    if (runner != nullptr) {
+      out->set_iterator_age_millis(run.millis_behind_latest);
+      out->set_buffered_records(run.buffered_records);
+      for (const InFlightBatchStatus& batch : run.in_flight) {
+        v1::InFlightBatch* b = out->add_in_flight_batches();
+        b->set_first_sequence_number(batch.first_sequence_number);
+        b->set_last_sequence_number(batch.last_sequence_number);
+        b->set_record_count(batch.records);
+        b->set_attempt(batch.attempt);
+        *b->mutable_start_time() = ToProto(batch.started);
       }
     }
-    next_token = response.next_token();
-  } while (!next_token.empty());
+    if (!run.last_error.empty()) {
+      out->set_last_error(run.last_error);
+      *out->mutable_last_error_time() = ToProto(run.last_error_time);
+    }
+  }
   return config;
 }
 
@@ -605,23 +593,12 @@ absl::StatusOr<v1::SeekEventSourceMappingResponse> MappingController::Seek(
   std::vector<std::string> shards;
   absl::Status failure;
   if (request.all_shards()) {
-    std::string next_token;
-    do {
-      v1::ListShardsRequest list;
-      if (next_token.empty()) {
-        list.set_stream_name(spec.stream);
-      } else {
-        list.set_next_token(next_token);
-      }
-      v1::ListShardsResponse response;
-      grpc::Status rpc = stub->ListShards(Context().get(), list, &response);
-      if (!rpc.ok()) {
-        failure = FromGrpc(rpc, absl::StrCat("shards of ", spec.stream));
-        break;
-      }
-      for (const auto& shard : response.shards()) shards.push_back(shard.shard_id());
-      next_token = response.next_token();
-    } while (!next_token.empty());
+    auto all = ListAllShards(*stub, spec.stream, kBrokerRpcTimeout);
+    if (all.ok()) {
+      for (const v1::Shard& shard : *all) shards.push_back(shard.shard_id());
+    } else {
+      failure = ShardsOf(spec.stream, all.status());
+    }
   } else {
     shards.push_back(request.shard_id());
   }

@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "poller/batcher.h"
+#include "poller/broker_calls.h"
 #include "poller/completion_tracker.h"
 #include "poller/destination.h"
 #include "poller/failure_policy.h"
@@ -32,16 +33,11 @@ using google::protobuf::util::TimeUtil;
 // How long one GetRecords waits for records before answering empty (a long poll: it answers as
 // soon as one arrives).
 constexpr absl::Duration kPollWait = absl::Seconds(2);
-constexpr absl::Duration kRpcTimeout = absl::Seconds(30);
 constexpr absl::Duration kMinBackoff = absl::Milliseconds(100);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(10);
 
 absl::Duration NextBackoff(absl::Duration backoff) {
   return std::min(kMaxBackoff, std::max(kMinBackoff, backoff * 2));
-}
-
-void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
 // FNV-1a: a stable hash, so a key maps to the same lane in every run (easier to reason about
@@ -309,7 +305,7 @@ class ShardConsumer {
       if (iterator.empty()) {
         v1::GetShardIteratorResponse response;
         grpc::ClientContext context;
-        SetDeadline(context, kRpcTimeout);
+        SetDeadline(context, kBrokerRpcTimeout);
         grpc::Status status =
             runner_->stub().GetShardIterator(&context, IteratorRequest(), &response);
         if (!status.ok()) {
@@ -328,7 +324,7 @@ class ShardConsumer {
       request.mutable_wait_time()->set_seconds(absl::ToInt64Seconds(kPollWait));
       v1::GetRecordsResponse response;
       grpc::ClientContext context;
-      SetDeadline(context, kRpcTimeout);
+      SetDeadline(context, kBrokerRpcTimeout);
       {
         absl::MutexLock lock(&mu_);
         poll_context_ = &context;
@@ -693,12 +689,9 @@ absl::StatusOr<std::string> MappingRunner::Impl::PinStartingPosition(const std::
   }
   v1::SetCheckpointResponse response;
   grpc::ClientContext context;
-  SetDeadline(context, kRpcTimeout);
+  SetDeadline(context, kBrokerRpcTimeout);
   grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
-  if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        absl::StrCat(shard_id, ": ", status.error_message()));
-  }
+  if (!status.ok()) return FromGrpc(status, shard_id);
   return response.checkpoint().sequence_number();
 }
 
@@ -708,17 +701,14 @@ absl::Status MappingRunner::Impl::Init() {
   for (const FilterSpec& filter : spec.filters) patterns.push_back(filter.pattern_json);
   ASSIGN_OR_RETURN(filters_, FilterSet::Compile(patterns));
   ASSIGN_OR_RETURN(destination_, MakeFailureDestination(spec.on_failure, options_.broker));
-  auto to_status = [](const grpc::Status& status) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-  };
   {
     v1::DescribeStreamSummaryRequest request;
     request.set_stream_name(spec.stream);
     v1::DescribeStreamSummaryResponse response;
     grpc::ClientContext context;
-    SetDeadline(context, kRpcTimeout);
+    SetDeadline(context, kBrokerRpcTimeout);
     grpc::Status status = stub_->DescribeStreamSummary(&context, request, &response);
-    if (!status.ok()) return to_status(status);
+    if (!status.ok()) return FromGrpc(status);
     stream_arn_ = response.stream_description_summary().stream_arn();
   }
   absl::flat_hash_map<std::string, std::string> checkpoints;
@@ -728,39 +718,26 @@ absl::Status MappingRunner::Impl::Init() {
     request.set_stream_name(spec.stream);
     v1::ListCheckpointsResponse response;
     grpc::ClientContext context;
-    SetDeadline(context, kRpcTimeout);
+    SetDeadline(context, kBrokerRpcTimeout);
     grpc::Status status = stub_->ListCheckpoints(&context, request, &response);
-    if (!status.ok()) return to_status(status);
+    if (!status.ok()) return FromGrpc(status);
     for (const auto& checkpoint : response.checkpoints()) {
       checkpoints[checkpoint.shard_id()] = checkpoint.sequence_number();
     }
   }
-  std::string next_token;
-  do {
-    v1::ListShardsRequest request;
-    if (next_token.empty()) {
-      request.set_stream_name(spec.stream);
-    } else {
-      request.set_next_token(next_token);
+  ASSIGN_OR_RETURN(std::vector<v1::Shard> shards,
+                   ListAllShards(*stub_, spec.stream, kBrokerRpcTimeout));
+  for (const v1::Shard& shard : shards) {
+    std::string checkpoint = checkpoints[shard.shard_id()];
+    if (checkpoint.empty()) {
+      // Resolve the starting position now, not when the reader thread gets to it (LATEST
+      // means the records put after the mapping started, not after some thread woke up), and
+      // store it, so that a stop and start before the first record is done resumes there
+      // instead of resolving LATEST again and skipping what was put meanwhile.
+      ASSIGN_OR_RETURN(checkpoint, PinStartingPosition(shard.shard_id()));
     }
-    v1::ListShardsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kRpcTimeout);
-    grpc::Status status = stub_->ListShards(&context, request, &response);
-    if (!status.ok()) return to_status(status);
-    for (const auto& shard : response.shards()) {
-      std::string checkpoint = checkpoints[shard.shard_id()];
-      if (checkpoint.empty()) {
-        // Resolve the starting position now, not when the reader thread gets to it (LATEST
-        // means the records put after the mapping started, not after some thread woke up), and
-        // store it, so that a stop and start before the first record is done resumes there
-        // instead of resolving LATEST again and skipping what was put meanwhile.
-        ASSIGN_OR_RETURN(checkpoint, PinStartingPosition(shard.shard_id()));
-      }
-      shards_.push_back(std::make_unique<ShardConsumer>(this, shard.shard_id(), checkpoint));
-    }
-    next_token = response.next_token();
-  } while (!next_token.empty());
+    shards_.push_back(std::make_unique<ShardConsumer>(this, shard.shard_id(), checkpoint));
+  }
   return absl::OkStatus();
 }
 
@@ -794,7 +771,7 @@ bool MappingRunner::Impl::WriteCheckpoints() {
     request.set_sequence_number(sequence_number);
     v1::SetCheckpointResponse response;
     grpc::ClientContext context;
-    SetDeadline(context, kRpcTimeout);
+    SetDeadline(context, kBrokerRpcTimeout);
     grpc::Status status = stub_->SetCheckpoint(&context, request, &response);
     if (status.ok()) {
       shard->CheckpointWritten(version);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "poller/broker_calls.h"
 #include "poller/mapping_controller.h"
 #include "poller/mapping_runner.h"
 #include "runnel/runtime/function.h"
@@ -20,11 +21,6 @@ namespace runnel::poller {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
-}
 
 std::string SelfDirectory() {
   std::error_code ec;
@@ -165,7 +161,7 @@ class Poller::Impl {
     describe.set_stream_name(stream.name);
     v1::DescribeStreamSummaryResponse summary;
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    SetDeadline(context, kBrokerRpcTimeout);
     grpc::Status status = stub_->DescribeStreamSummary(&context, describe, &summary);
     if (status.ok()) {
       const int shards = summary.stream_description_summary().open_shard_count();
@@ -191,7 +187,7 @@ class Poller::Impl {
     create.set_retention_period_hours(stream.retention_hours);
     v1::CreateStreamResponse created;
     grpc::ClientContext create_context;
-    create_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    SetDeadline(create_context, kBrokerRpcTimeout);
     status = stub_->CreateStream(&create_context, create, &created);
     if (!status.ok() && status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
       return FromGrpc(status, absl::StrCat("create stream ", stream.name));

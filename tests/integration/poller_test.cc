@@ -710,22 +710,34 @@ TEST(PollerShutdownTest, SigtermUnderLoadLosesNothingAndRepeatsNothingThatFinish
   RecordProperty("acknowledged", static_cast<int>(acknowledged.size()));
 }
 
-TEST(PollerShutdownTest, ShutdownTimeoutBoundsTheWaitForAHungInvocation) {
-  TempDir dir("poller-shutdown-timeout");
-  const std::string echo = dir.File("echo.out");
+// `runnel up` (with `extra_args`) in `dir`, echoing to `echo`, with one record put and its
+// invocation started and hung: one shard, one lane, and the handler takes a minute, so the
+// invocation holds the lane through any shutdown the caller begins. nullptr after a failure.
+std::unique_ptr<UpProcess> StartWithHungInvocation(const TempDir& dir, const std::string& echo,
+                                                   const std::vector<std::string>& extra_args) {
   const std::string started = dir.File("started");
-  // One shard, one lane: an invocation that takes a minute holds it.
   std::ofstream(dir.File("up.yaml")) << Yaml(
       1, {{.echo_file = echo,
            .extra = "    batch_size: 1\n",
            .environment = absl::StrCat(
                "      ECHO_DELAY_MS: \"60000\"\n      ECHO_STARTED_FILE: ", started, "\n")}});
-  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), {"--shutdown-timeout", "1s"});
-  ASSERT_NE(up, nullptr);
+  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), extra_args);
+  if (up == nullptr) return nullptr;
   Produce(up->stub(), 1, 1);
+  if (::testing::Test::HasFatalFailure()) return nullptr;
+  const bool started_in_time =
+      WaitFor([&] { return !ReadText(started).empty(); }, absl::Seconds(30));
+  EXPECT_TRUE(started_in_time) << "the invocation never started";
+  if (!started_in_time) return nullptr;
+  return up;
+}
+
+TEST(PollerShutdownTest, ShutdownTimeoutBoundsTheWaitForAHungInvocation) {
+  TempDir dir("poller-shutdown-timeout");
+  const std::string echo = dir.File("echo.out");
+  auto up = StartWithHungInvocation(dir, echo, {"--shutdown-timeout", "1s"});
+  ASSERT_NE(up, nullptr);
   const std::string log = dir.File("data") + ".log";
-  ASSERT_TRUE(WaitFor([&] { return !ReadText(started).empty(); }, absl::Seconds(30)))
-      << "the invocation never started";
   const absl::Time signalled = absl::Now();
   up->process().Signal(SIGTERM);
   auto status = up->process().Wait(absl::Seconds(30));
@@ -738,18 +750,8 @@ TEST(PollerShutdownTest, ShutdownTimeoutBoundsTheWaitForAHungInvocation) {
 
 TEST(PollerShutdownTest, ASecondSignalEndsTheProcessAtOnce) {
   TempDir dir("poller-second-signal");
-  const std::string echo = dir.File("echo.out");
-  const std::string started = dir.File("started");
-  std::ofstream(dir.File("up.yaml")) << Yaml(
-      1, {{.echo_file = echo,
-           .extra = "    batch_size: 1\n",
-           .environment = absl::StrCat(
-               "      ECHO_DELAY_MS: \"60000\"\n      ECHO_STARTED_FILE: ", started, "\n")}});
-  auto up = UpProcess::Start(dir.File("up.yaml"), dir.File("data"), {"--shutdown-timeout", "5m"});
+  auto up = StartWithHungInvocation(dir, dir.File("echo.out"), {"--shutdown-timeout", "5m"});
   ASSERT_NE(up, nullptr);
-  Produce(up->stub(), 1, 1);
-  ASSERT_TRUE(WaitFor([&] { return !ReadText(started).empty(); }, absl::Seconds(30)))
-      << "the invocation never started";
   const std::string log = dir.File("data") + ".log";
   up->process().Signal(SIGTERM);
   ASSERT_TRUE(WaitFor([&] { return ReadText(log).find("received SIGTERM") != std::string::npos; },
