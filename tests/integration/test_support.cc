@@ -24,6 +24,15 @@ namespace runnel::testing {
 
 namespace fs = std::filesystem;
 
+// Every `runnel` process a test starts serves its metrics on a free port unless the test says
+// otherwise: the default (127.0.0.1:9567) would collide between tests running in parallel, and
+// with whatever else runs on the machine. ctest sets the same (tests/CMakeLists.txt); this covers
+// test binaries run by hand.
+[[maybe_unused]] const bool kMetricsOnFreePorts = [] {
+  setenv("RUNNEL_METRICS", "127.0.0.1:0", /*overwrite=*/0);
+  return true;
+}();
+
 TempDir::TempDir(const std::string& name) {
   std::random_device device;
   path_ = (fs::path(::testing::TempDir()) /
