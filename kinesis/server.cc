@@ -254,7 +254,7 @@ absl::StatusOr<int> Listen(const std::string& spec, std::string* bound) {
   if (colon == std::string::npos || !absl::SimpleAtoi(Sv(spec).substr(colon + 1), &port) ||
       port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--kinesis-listen: '", spec, "' is not HOST:PORT (e.g. 127.0.0.1:4568; port 0: any)"));
+        "--kinesis-listen: '", spec, "' is not HOST:PORT (e.g. 127.0.0.1:4569; port 0: any)"));
   }
   std::string host = spec.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {

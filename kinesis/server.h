@@ -22,7 +22,7 @@ namespace runnel::kinesis {
 
 struct KinesisHttpOptions {
   // HOST:PORT; port 0 picks a free one (see address()).
-  std::string listen = "127.0.0.1:4568";
+  std::string listen = "127.0.0.1:4569";
   // Threads that decode requests and call the broker.
   int worker_threads = 4;
   // Largest request body accepted (413 beyond): a 5 MiB PutRecords is ~7 MiB of base64 JSON.
