@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/scheduler.h"
 #include "common/strings.h"
 #include "h2o.h"
@@ -490,7 +491,11 @@ absl::StatusOr<std::unique_ptr<KinesisHttpServer>> KinesisHttpServer::Start(
   impl.listener->data = &impl;
   h2o_socket_read_start(impl.listener, OnAccept);
 
-  impl.thread = std::thread([&impl] { impl.Run(); });
+  impl.thread = std::thread([&impl] {
+    ScopedLogTags tags{{kTagComponent, "kinesis"}};
+    impl.Run();
+  });
+  ScopedLogTags tags{{kTagComponent, "kinesis"}};
   spdlog::info("kinesis endpoint: serving the Kinesis API on http://{} (HTTP/1.1 and h2c)", bound);
   return server;
 }
