@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "broker/broker.h"
 #include "broker/server.h"
 #include "prometheus/registry.h"
@@ -127,41 +128,8 @@ Options ParseOptions(int argc, char** argv) {
   return options;
 }
 
-double Median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-// Nearest-rank percentile of `values` (sorted in place).
-double Percentile(std::vector<double>& values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-std::string RandomKey(std::mt19937_64& rng) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string key(16, '0');
-  uint64_t bits = rng();
-  for (char& c : key) {
-    c = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return key;
-}
-
-void Check(const grpc::Status& status, const char* what) {
-  if (!status.ok()) {
-    std::fprintf(stderr, "broker_bench: %s failed: %s\n", what, status.error_message().c_str());
-    std::exit(1);
-  }
-}
 
 // The broker under test and the client channels to it.
 class Harness {
@@ -208,21 +176,9 @@ class Harness {
   size_t connections() const { return stubs_.size(); }
 
   void CreateStream(const std::string& name, v1::FsyncPolicy fsync) {
-    grpc::ClientContext context;
-    v1::CreateStreamRequest request;
-    request.set_stream_name(name);
-    request.set_shard_count(kShards);
-    request.set_fsync_policy(fsync);
-    v1::CreateStreamResponse response;
-    Check(stub().CreateStream(&context, request, &response), "CreateStream");
+    bench::CreateStream(stub(), name, kShards, fsync);
   }
-  void DeleteStream(const std::string& name) {
-    grpc::ClientContext context;
-    v1::DeleteStreamRequest request;
-    request.set_stream_name(name);
-    v1::DeleteStreamResponse response;
-    Check(stub().DeleteStream(&context, request, &response), "DeleteStream");
-  }
+  void DeleteStream(const std::string& name) { bench::DeleteStream(stub(), name); }
 
  private:
   std::unique_ptr<broker::Broker> broker_;

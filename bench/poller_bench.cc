@@ -46,6 +46,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "bench/bench_util.h"
 #include "bench/poller_bench_probe.h"
 #include "broker/broker.h"
 #include "broker/server.h"
@@ -147,21 +148,6 @@ Options ParseOptions(int argc, char** argv) {
   return options;
 }
 
-double Median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-// Nearest-rank percentile of `values` (sorted in place).
-double Percentile(std::vector<double>& values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(values.size())));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
-
 Clock::duration FromSeconds(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
@@ -172,24 +158,9 @@ int64_t WallMs() {
       .count();
 }
 
-std::string RandomKey(std::mt19937_64& rng) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string key(16, '0');
-  uint64_t bits = rng();
-  for (char& c : key) {
-    c = kHex[bits & 15];
-    bits >>= 4;
-  }
-  return key;
-}
-
 [[noreturn]] void Die(const std::string& message) {
   std::fprintf(stderr, "poller_bench: %s\n", message.c_str());
   std::exit(1);
-}
-
-void Check(const grpc::Status& status, const char* what) {
-  if (!status.ok()) Die(absl::StrCat(what, " failed: ", status.error_message()));
 }
 
 // The probe handler's shared-memory report (see poller_bench_probe.h).
@@ -272,21 +243,9 @@ class Harness {
   std::shared_ptr<grpc::Channel> poller_channel() { return poller_channel_; }
 
   void CreateStream(const std::string& name, v1::FsyncPolicy fsync) {
-    grpc::ClientContext context;
-    v1::CreateStreamRequest request;
-    request.set_stream_name(name);
-    request.set_shard_count(kShards);
-    request.set_fsync_policy(fsync);
-    v1::CreateStreamResponse response;
-    Check(stub().CreateStream(&context, request, &response), "CreateStream");
+    bench::CreateStream(stub(), name, kShards, fsync);
   }
-  void DeleteStream(const std::string& name) {
-    grpc::ClientContext context;
-    v1::DeleteStreamRequest request;
-    request.set_stream_name(name);
-    v1::DeleteStreamResponse response;
-    Check(stub().DeleteStream(&context, request, &response), "DeleteStream");
-  }
+  void DeleteStream(const std::string& name) { bench::DeleteStream(stub(), name); }
 
  private:
   std::unique_ptr<broker::Broker> broker_;
