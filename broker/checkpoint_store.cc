@@ -31,6 +31,23 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
 
+// Writes all of `data` at `position`, retrying short writes and EINTR. Entries are written at the
+// position the store knows to be the end of its last whole entry, never at the descriptor's
+// implicit offset: replay reads the file through another descriptor, so that offset says nothing
+// about where the log ends (it stood at 0 after every open, and the first write after a restart
+// overwrote the oldest entries).
+absl::Status PwriteAll(int fd, const std::string& data, uint64_t position, std::string_view path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(position + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "write", path);
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 // One log entry: the frame's key is the entry kind, its data the serialized checkpoint.
 std::string EncodeEntry(uint64_t sequence, char kind, const v1::Checkpoint& checkpoint) {
   std::string frame;
@@ -40,9 +57,10 @@ std::string EncodeEntry(uint64_t sequence, char kind, const v1::Checkpoint& chec
 
 }  // namespace
 
-CheckpointStore::CheckpointStore(std::string directory, int fd)
+CheckpointStore::CheckpointStore(std::string directory, int fd, CheckpointStoreOptions options)
     : directory_(std::move(directory)),
       path_((fs::path(directory_) / "checkpoints.log").string()),
+      options_(options),
       fd_(fd) {}
 
 CheckpointStore::~CheckpointStore() {
@@ -52,13 +70,18 @@ CheckpointStore::~CheckpointStore() {
 
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
     const std::string& directory) {
+  return Open(directory, CheckpointStoreOptions());
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
+    const std::string& directory, const CheckpointStoreOptions& options) {
   std::error_code ec;
   fs::create_directories(directory, ec);
   if (ec) return absl::InternalError(absl::StrCat("create ", directory, ": ", ec.message()));
   const std::string path = (fs::path(directory) / "checkpoints.log").string();
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "open", path);
-  std::unique_ptr<CheckpointStore> store(new CheckpointStore(directory, fd));
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore(directory, fd, options));
   RETURN_IF_ERROR(store->Replay());
   return store;
 }
@@ -104,14 +127,14 @@ absl::Status CheckpointStore::Replay() {
 
 absl::Status CheckpointStore::AppendEntry(bool is_delete, const v1::Checkpoint& checkpoint) {
   std::string frame = EncodeEntry(next_sequence_, is_delete ? kDeleteEntry : kPutEntry, checkpoint);
-  absl::Status status = WriteAll(fd_, frame.data(), frame.size(), path_);
+  absl::Status status = PwriteAll(fd_, frame, file_size_, path_);
   if (status.ok() && ::fdatasync(fd_) != 0) status = ErrnoStatus(errno, "fdatasync", path_);
   if (!status.ok()) {
-    // Keep the file ending on a whole entry, so the next write is readable after a restart.
+    // Keep the file ending on a whole entry, so the next write is readable after a restart. If
+    // the cut fails too, the next entry still goes to file_size_, over the partial one.
     if (::ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
       spdlog::error("checkpoints: cannot cut back {} after a failed write", path_);
     }
-    ::lseek(fd_, static_cast<off_t>(file_size_), SEEK_SET);
     return status;
   }
   ++next_sequence_;
@@ -121,7 +144,8 @@ absl::Status CheckpointStore::AppendEntry(bool is_delete, const v1::Checkpoint& 
 }
 
 absl::Status CheckpointStore::MaybeCompact() {
-  if (entries_in_file_ < 4096 || entries_in_file_ < 4 * checkpoints_.size()) {
+  if (entries_in_file_ < options_.compaction_min_entries ||
+      entries_in_file_ < 4 * checkpoints_.size()) {
     return absl::OkStatus();
   }
   std::string contents;
@@ -132,7 +156,6 @@ absl::Status CheckpointStore::MaybeCompact() {
   RETURN_IF_ERROR(WriteFileAtomically(path_, contents));
   int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "open", path_);
-  ::lseek(fd, 0, SEEK_END);
   ::close(fd_);
   fd_ = fd;
   file_size_ = contents.size();

@@ -22,9 +22,17 @@
 
 namespace runnel::broker {
 
+struct CheckpointStoreOptions {
+  // Compaction waits for at least this many entries in the file (and four times more entries than
+  // live checkpoints). Tests lower it to compact often.
+  uint64_t compaction_min_entries = 4096;
+};
+
 class CheckpointStore {
  public:
   static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(const std::string& directory);
+  static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(
+      const std::string& directory, const CheckpointStoreOptions& options);
   ~CheckpointStore();
 
   // NOT_FOUND when the consumer has no checkpoint for the shard.
@@ -42,7 +50,7 @@ class CheckpointStore {
                              const std::string& shard_id);
 
  private:
-  CheckpointStore(std::string directory, int fd);
+  CheckpointStore(std::string directory, int fd, CheckpointStoreOptions options);
   absl::Status Replay();
   absl::Status AppendEntry(bool is_delete, const v1::Checkpoint& checkpoint)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -50,6 +58,7 @@ class CheckpointStore {
 
   const std::string directory_;
   const std::string path_;
+  const CheckpointStoreOptions options_;
   mutable absl::Mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_);
   uint64_t file_size_ ABSL_GUARDED_BY(mu_) = 0;
