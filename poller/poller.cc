@@ -22,6 +22,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// An on_failure stream that the file does not declare is created with one shard and 7 days of
+// retention (Kinesis's default is 24h): dead letters must outlive the records of their source
+// stream, long enough to inspect and redrive them. deploy/order-events.yaml and README say so.
+constexpr int kDestinationStreamRetentionHours = 168;
+
 std::string SelfDirectory() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
@@ -96,8 +101,7 @@ class Poller::Impl {
     for (const StreamSpec& stream : config.streams) {
       if (absl::Status status = EnsureStream(stream); !status.ok()) return status;
     }
-    // A stream named only as an on_failure destination is created on start (1 shard, 7 days:
-    // long enough to inspect and redrive what failed).
+    // A stream named only as an on_failure destination is created on start.
     for (const MappingSpec& mapping : config.mappings) {
       if (mapping.on_failure.kind != OnFailureDestination::Kind::kStream) continue;
       bool declared = false;
@@ -106,7 +110,7 @@ class Poller::Impl {
       if (declared) continue;
       StreamSpec destination{.name = mapping.on_failure.target,
                              .shards = 1,
-                             .retention_hours = 168,
+                             .retention_hours = kDestinationStreamRetentionHours,
                              .where = mapping.where};
       if (absl::Status status = EnsureStream(destination, /*is_destination=*/true); !status.ok()) {
         return status;
@@ -124,7 +128,7 @@ class Poller::Impl {
       }
       return EnsureStream(StreamSpec{.name = mapping.on_failure.target,
                                      .shards = 1,
-                                     .retention_hours = 168,
+                                     .retention_hours = kDestinationStreamRetentionHours,
                                      .where = mapping.where},
                           /*is_destination=*/true);
     };

@@ -397,6 +397,15 @@ TEST(PollerFailureTest, AStreamDestinationGetsTheFailureRecord) {
   EXPECT_EQ(records[0].partition_key(), "shardId-000000000000");
   EXPECT_NE(records[0].data().find("\"KinesisBatchInfo\""), std::string::npos);
   EXPECT_NE(records[0].data().find("cjIgUE9JU09OOmZhaWw="), std::string::npos);
+  // The file does not declare events-dlq: created with 1 shard and 168h, as
+  // deploy/order-events.yaml and README say (dead letters outlive their source's 24h).
+  v1::DescribeStreamSummaryRequest describe;
+  describe.set_stream_name("events-dlq");
+  v1::DescribeStreamSummaryResponse summary;
+  grpc::ClientContext context;
+  ASSERT_TRUE(up->stub().DescribeStreamSummary(&context, describe, &summary).ok());
+  EXPECT_EQ(summary.stream_description_summary().retention_period_hours(), 168);
+  EXPECT_EQ(summary.stream_description_summary().open_shard_count(), 1);
 }
 
 TEST(PollerFailureTest, AnUnwritableDestinationStallsTheShardUntilItCanWrite) {
