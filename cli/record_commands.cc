@@ -7,10 +7,14 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "cli/client_util.h"
 #include "cli/commands.h"
+#include "cli/put_input.h"
+#include "common/hash_key.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace runnel::cli {
@@ -24,6 +28,10 @@ struct PutOptions {
   ClientOptions client;
   std::string stream;
   std::string partition_key;
+  CLI::Option* partition_key_option = nullptr;
+  std::string key_field;
+  bool keyed = false;
+  bool allow_empty = false;
   std::string explicit_hash_key;
   std::string data;
   CLI::Option* data_option = nullptr;  // to tell an empty --data from none
@@ -31,13 +39,45 @@ struct PutOptions {
   int retries = 5;
 };
 
+// Bad lines reported before giving up (all are counted).
+constexpr size_t kMaxReportedBadLines = 10;
+
+// The broker names a record of a request by its field ("records.3.member.data"); the user knows
+// it by its line. Rewrites such a name in `message` to the record's FILE:LINE.
+std::string NameRecordsByLine(std::string message, const std::vector<PutRecordInput>& batch) {
+  static constexpr std::string_view kPrefix = "records.";
+  const size_t at = message.find(kPrefix);
+  if (at == std::string::npos) return message;
+  size_t end = at + kPrefix.size();
+  while (end < message.size() && absl::ascii_isdigit(static_cast<unsigned char>(message[end]))) {
+    ++end;
+  }
+  size_t index = 0;
+  if (!absl::SimpleAtoi(message.substr(at + kPrefix.size(), end - at - kPrefix.size()), &index) ||
+      index < 1 || index > batch.size()) {
+    return message;
+  }
+  size_t field_end = end;
+  if (message.compare(end, 8, ".member.") == 0) {
+    field_end = end + 8;
+    while (field_end < message.size() &&
+           absl::ascii_isalpha(static_cast<unsigned char>(message[field_end]))) {
+      ++field_end;
+    }
+    const std::string field = message.substr(end + 8, field_end - end - 8);
+    return message.replace(at, field_end - at,
+                           absl::StrCat(batch[index - 1].where, " (", field, ")"));
+  }
+  return message.replace(at, end - at, batch[index - 1].where);
+}
+
 // Sends one batch, resending records that failed (throttled) with back-off. Prints one line per
 // record in input order. Returns false when a record could not be put.
 bool PutBatch(v1::StreamBroker::Stub& stub, const PutOptions& options,
-              const std::vector<std::string>& lines, grpc::Status* rpc_error) {
-  std::vector<v1::PutRecordsResultEntry> results(lines.size());
-  std::vector<size_t> todo(lines.size());
-  for (size_t i = 0; i < lines.size(); ++i) todo[i] = i;
+              const std::vector<PutRecordInput>& batch, grpc::Status* rpc_error) {
+  std::vector<v1::PutRecordsResultEntry> results(batch.size());
+  std::vector<size_t> todo(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) todo[i] = i;
   absl::Duration backoff = absl::Milliseconds(50);
   for (int attempt = 0; !todo.empty() && attempt <= options.retries; ++attempt) {
     if (attempt > 0) {
@@ -46,17 +86,23 @@ bool PutBatch(v1::StreamBroker::Stub& stub, const PutOptions& options,
     }
     v1::PutRecordsRequest request;
     request.set_stream_name(options.stream);
+    std::vector<PutRecordInput> sent;  // in request order, to name records in errors
     for (size_t i : todo) {
       auto* entry = request.add_records();
-      entry->set_partition_key(options.partition_key);
+      entry->set_partition_key(batch[i].partition_key);
       entry->set_explicit_hash_key(options.explicit_hash_key);
-      entry->set_data(lines[i]);
+      entry->set_data(batch[i].data);
+      sent.push_back({"", "", batch[i].where});
     }
     v1::PutRecordsResponse response;
     grpc::ClientContext context;
     SetDeadline(context, kCallTimeout);
     *rpc_error = stub.PutRecords(&context, request, &response);
-    if (!rpc_error->ok()) return false;
+    if (!rpc_error->ok()) {
+      *rpc_error = grpc::Status(rpc_error->error_code(),
+                                NameRecordsByLine(rpc_error->error_message(), sent));
+      return false;
+    }
     std::vector<size_t> failed;
     for (int k = 0; k < response.records_size(); ++k) {
       results[todo[static_cast<size_t>(k)]] = response.records(k);
@@ -78,47 +124,100 @@ bool PutBatch(v1::StreamBroker::Stub& stub, const PutOptions& options,
   return todo.empty();
 }
 
+// Where each record's partition key comes from: exactly one of the three flags.
+absl::StatusOr<PutInputOptions> KeyOptions(const PutOptions& options) {
+  const bool fixed = options.partition_key_option->count() > 0;
+  const bool field = !options.key_field.empty();
+  if (int(fixed) + int(field) + int(options.keyed) != 1) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --partition-key KEY, --key-field NAME (the key is each JSON "
+        "line's field NAME) or --keyed (lines are KEY<TAB>DATA)");
+  }
+  PutInputOptions input;
+  input.allow_empty = options.allow_empty;
+  if (fixed) {
+    const int chars = Utf8Characters(options.partition_key);
+    if (chars < 1 || chars > kMaxPartitionKeyChars) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--partition-key: a key has 1-256 characters, this one has ", chars));
+    }
+    input.key_source = KeySource::kFixed;
+    input.fixed_key = options.partition_key;
+  } else if (field) {
+    input.key_source = KeySource::kJsonField;
+    input.key_field = options.key_field;
+  } else {
+    input.key_source = KeySource::kTabSeparated;
+  }
+  return input;
+}
+
 int Put(const PutOptions& options) {
   const bool has_data = options.data_option->count() > 0;
   if (has_data == !options.file.empty()) {
     PrintError("give exactly one of --data TEXT or --file PATH");
     return kExitUsage;
   }
-  std::ifstream file_stream;
-  std::istream* input = nullptr;
-  if (!options.file.empty() && options.file != "-") {
-    file_stream.open(options.file, std::ios::binary);
+  auto input_options = KeyOptions(options);
+  if (!input_options.ok()) {
+    PrintError(std::string(input_options.status().message()));
+    return kExitUsage;
+  }
+  if (!options.explicit_hash_key.empty()) {
+    if (auto key = ParseHashKey(options.explicit_hash_key, "--explicit-hash-key"); !key.ok()) {
+      PrintError(std::string(key.status().message()));
+      return kExitUsage;
+    }
+  }
+  // Every record is read and checked before the first is put: a bad line puts nothing.
+  PutInput input;
+  if (has_data) {
+    auto record = ParsePutLine(options.data, *input_options, "--data");
+    if (record.ok()) {
+      input.records.push_back(std::move(*record));
+    } else {
+      input.bad_lines = 1;
+      input.errors.emplace_back(record.status().message());
+    }
+  } else if (options.file == "-") {
+    input = ReadPutInput(std::cin, "<stdin>", *input_options, kMaxReportedBadLines);
+  } else {
+    std::ifstream file_stream(options.file, std::ios::binary);
     if (!file_stream) {
       PrintError(absl::StrCat("--file: cannot open ", options.file));
       return kExitUsage;
     }
-    input = &file_stream;
-  } else if (options.file == "-") {
-    input = &std::cin;
+    input = ReadPutInput(file_stream, options.file, *input_options, kMaxReportedBadLines);
+  }
+  if (input.bad_lines > 0) {
+    for (const std::string& error : input.errors) PrintError(error);
+    if (input.bad_lines > 1) {
+      PrintError(absl::StrCat(input.bad_lines, " bad records",
+                              input.bad_lines > input.errors.size()
+                                  ? absl::StrCat(" (the first ", input.errors.size(), " shown)")
+                                  : "",
+                              "; nothing was put"));
+    }
+    return kExitError;
   }
   auto stub = ConnectBroker(options.client);
   grpc::Status rpc_error;
   bool all_put = true;
-  if (has_data) {
-    all_put = PutBatch(*stub, options, {options.data}, &rpc_error);
-  } else {
-    std::vector<std::string> batch;
-    size_t batch_bytes = 0;
-    std::string line;
-    while (std::getline(*input, line)) {
-      const size_t bytes = line.size() + options.partition_key.size();
-      if (!batch.empty() &&
-          (batch.size() == kMaxBatchRecords || batch_bytes + bytes > kMaxBatchBytes)) {
-        all_put &= PutBatch(*stub, options, batch, &rpc_error);
-        if (!rpc_error.ok()) break;
-        batch.clear();
-        batch_bytes = 0;
-      }
-      batch.push_back(std::move(line));
-      batch_bytes += bytes;
+  std::vector<PutRecordInput> batch;
+  size_t batch_bytes = 0;
+  for (PutRecordInput& record : input.records) {
+    const size_t bytes = record.data.size() + record.partition_key.size();
+    if (!batch.empty() &&
+        (batch.size() == kMaxBatchRecords || batch_bytes + bytes > kMaxBatchBytes)) {
+      all_put &= PutBatch(*stub, options, batch, &rpc_error);
+      if (!rpc_error.ok()) break;
+      batch.clear();
+      batch_bytes = 0;
     }
-    if (rpc_error.ok() && !batch.empty()) all_put &= PutBatch(*stub, options, batch, &rpc_error);
+    batch.push_back(std::move(record));
+    batch_bytes += bytes;
   }
+  if (rpc_error.ok() && !batch.empty()) all_put &= PutBatch(*stub, options, batch, &rpc_error);
   if (!rpc_error.ok()) return ReportRpcError(rpc_error, options.client);
   if (!all_put) {
     PrintError("some records could not be put (see their errorCode lines)");
@@ -303,16 +402,26 @@ void AddRecordCommands(CLI::App& app, int* exit_code) {
   CLI::App* put_command = app.add_subcommand(
       "put",
       "Put records into a stream. Prints one JSON line per record: shardId and sequenceNumber "
-      "(or errorCode and errorMessage). Throttled records are resent with back-off.");
+      "(or errorCode and errorMessage). Every line is checked before the first record is put: a "
+      "bad line (FILE:LINE: what is wrong) puts nothing. Throttled records are resent with "
+      "back-off.");
   put_command->add_option("STREAM", put->stream, "Stream name")->required();
-  put_command
-      ->add_option("-k,--partition-key", put->partition_key,
-                   "Partition key (1-256 characters): records with one key stay in order")
-      ->required();
+  put->partition_key_option = put_command->add_option(
+      "-k,--partition-key", put->partition_key,
+      "Partition key of every record (1-256 characters): records with one key stay in order");
+  put_command->add_option("--key-field", put->key_field,
+                          "Each line is a JSON object; its top-level field NAME (a string or a "
+                          "number) is the record's partition key");
+  put_command->add_flag("--keyed", put->keyed,
+                        "Each line is KEY<TAB>DATA: the partition key, a tab, the record's data");
   put->data_option = put_command->add_option("--data", put->data, "One record with this text");
   put_command->add_option("--file", put->file, "One record per line of this file (- for stdin)");
+  put_command->add_flag("--allow-empty", put->allow_empty,
+                        "Put empty lines as empty records (refused otherwise: a blank line is "
+                        "usually a mistake)");
   put_command->add_option("--explicit-hash-key", put->explicit_hash_key,
-                          "Route by this decimal hash key instead of the partition key's MD5");
+                          "Route every record by this decimal hash key (0 .. 2^128-1) instead of "
+                          "its partition key's MD5");
   put_command->add_option("--retries", put->retries, "Resend throttled records this many times")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
+
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -85,8 +87,9 @@ TEST_F(CliTest, ErrorsAreOneLineAndExitOne) {
 
   ASSERT_EQ(Run({"stream", "create", "s", "--shards", "1"}).exit_code, 0);
   auto empty_key = Run({"put", "s", "--partition-key", "", "--data", "x"});
-  EXPECT_EQ(empty_key.exit_code, 1);
-  EXPECT_THAT(empty_key.err, HasSubstr("partitionKey"));
+  EXPECT_EQ(empty_key.exit_code, 2);
+  EXPECT_THAT(empty_key.err, HasSubstr("--partition-key: a key has 1-256 characters"));
+  EXPECT_EQ(Lines(empty_key.err).size(), 1u);
 
   auto unreachable = RunCommand({RUNNEL_BINARY, "stream", "list", "--broker", "127.0.0.1:1"});
   EXPECT_EQ(unreachable.exit_code, 1);
@@ -104,6 +107,79 @@ TEST_F(CliTest, UsageErrorsExitTwoAndHelpExitsZero) {
   auto put_help = RunCommand({RUNNEL_BINARY, "put", "--help"});
   EXPECT_EQ(put_help.exit_code, 0);
   EXPECT_THAT(put_help.out, HasSubstr("--partition-key"));
+}
+
+// The partition keys `runnel get` prints, in order, for shard `shard` (empty: every shard).
+std::vector<std::string> KeysOf(const std::string& get_output) {
+  std::vector<std::string> keys;
+  for (absl::string_view line : absl::StrSplit(get_output, '\n', absl::SkipEmpty())) {
+    const size_t at = line.find("\"partitionKey\":\"") + 16;
+    keys.emplace_back(line.substr(at, line.find('"', at) - at));
+  }
+  return keys;
+}
+
+TEST_F(CliTest, PutTakesEachRecordsKeyFromAJsonFieldOrAKeyTabDataLine) {
+  ASSERT_EQ(Run({"stream", "create", "orders", "--shards", "1"}).exit_code, 0);
+  std::ofstream(dir_.File("orders.jsonl")) << "{\"orderId\":\"o-1\",\"customerId\":\"c-1\"}\n"
+                                              "{\"orderId\":\"o-2\",\"customerId\":42}\n";
+  auto by_field =
+      Run({"put", "orders", "--key-field", "customerId", "--file", dir_.File("orders.jsonl")});
+  ASSERT_EQ(by_field.exit_code, 0) << by_field.err;
+  EXPECT_EQ(Lines(by_field.out).size(), 2u);
+  auto keyed = Run({"put", "orders", "--keyed", "--file", "-"}, "c-3\tthree\nc-4\tfour\n");
+  ASSERT_EQ(keyed.exit_code, 0) << keyed.err;
+  auto got = Run({"get", "orders", "--text"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(KeysOf(got.out), (std::vector<std::string>{"c-1", "42", "c-3", "c-4"}));
+  EXPECT_THAT(got.out, HasSubstr("\"data\":\"four\""));  // the key and the tab are not data
+
+  // Exactly one key source.
+  auto two = Run({"put", "orders", "-k", "k", "--keyed", "--data", "x"});
+  EXPECT_EQ(two.exit_code, 2);
+  EXPECT_THAT(two.err, HasSubstr("give exactly one of --partition-key KEY, --key-field NAME"));
+  EXPECT_EQ(Run({"put", "orders", "--data", "x"}).exit_code, 2);
+}
+
+TEST_F(CliTest, PutChecksTheWholeFileFirstAndNamesTheBadLine) {
+  ASSERT_EQ(Run({"stream", "create", "s", "--shards", "1"}).exit_code, 0);
+  const std::string path = dir_.File("records.txt");
+  std::ofstream(path) << "one\ntwo\n\nfour\n";  // a stray blank line at line 3
+  auto blank = Run({"put", "s", "-k", "k", "--file", path});
+  EXPECT_EQ(blank.exit_code, 1);
+  EXPECT_EQ(blank.err,
+            "runnel: " + path + ":3: empty record (pass --allow-empty to put empty records)\n");
+  EXPECT_TRUE(blank.out.empty()) << blank.out;
+  EXPECT_TRUE(Run({"get", "s"}).out.empty());  // not even the lines before it
+
+  auto allowed = Run({"put", "s", "-k", "k", "--file", path, "--allow-empty"});
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_EQ(Lines(Run({"get", "s"}).out).size(), 4u);
+
+  // Missing key fields and a record over 1 MiB, from stdin: each named by its line.
+  const std::string big = std::string(1 << 20, 'x');
+  auto bad = Run({"put", "s", "--key-field", "id", "--file", "-"},
+                 "{\"id\":\"a\"}\n{\"name\":\"b\"}\n{\"id\":\"" + big + "\"}\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  auto errors = Lines(bad.err);
+  ASSERT_EQ(errors.size(), 3u) << bad.err;
+  EXPECT_EQ(errors[0], "runnel: <stdin>:2: no field \"id\" for the partition key");
+  EXPECT_THAT(errors[1], StartsWith("runnel: <stdin>:3: record of 1048585 bytes"));
+  EXPECT_THAT(errors[1], HasSubstr("over Kinesis's limit of 1048576 bytes"));
+  EXPECT_EQ(errors[2], "runnel: 2 bad records; nothing was put");
+  EXPECT_EQ(Lines(Run({"get", "s"}).out).size(), 4u);
+}
+
+TEST_F(CliTest, PutRoutesByAnExplicitHashKey) {
+  ASSERT_EQ(Run({"stream", "create", "s", "--shards", "2"}).exit_code, 0);
+  // The second of two shards starts at 2^127.
+  auto put = Run({"put", "s", "-k", "k", "--explicit-hash-key",
+                  "170141183460469231731687303715884105728", "--data", "x"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_THAT(put.out, HasSubstr("\"shardId\":\"shardId-000000000001\""));
+  auto bad = Run({"put", "s", "-k", "k", "--explicit-hash-key", "2x", "--data", "x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--explicit-hash-key"));
 }
 
 TEST_F(CliTest, BrokerStopsCleanlyOnSigterm) {
