@@ -39,7 +39,6 @@ constexpr char kOverrideNote[] =
 struct MappingOptions {
   ClientOptions client;
   std::string poller;  // --poller, else $RUNNEL_POLLER; empty: the broker's address
-  bool json = false;
   std::string uuid;
   // update
   std::optional<int> batch_size;
@@ -56,6 +55,7 @@ struct MappingOptions {
   std::string to;
 
   const std::string& address() const { return poller.empty() ? client.broker : poller; }
+  bool json() const { return client.output == "json"; }
 };
 
 std::unique_ptr<v1::EventSourceMappings::Stub> Connect(const MappingOptions& options) {
@@ -127,7 +127,7 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows) {
 
 void PrintConfiguration(const v1::EventSourceMappingConfiguration& c) {
   std::vector<std::vector<std::string>> rows = {
-      {"UUID", c.uuid()},
+      {"Mapping", c.uuid()},
       {"State", c.state()},
       {"StateTransitionReason", c.state_transition_reason()},
       {"LastModified", Time(c.last_modified())},
@@ -187,11 +187,11 @@ int RunList(const MappingOptions& options) {
   grpc::Status status = stub->ListEventSourceMappings(
       Context().get(), v1::ListEventSourceMappingsRequest(), &response);
   if (!status.ok()) return ReportError(status, options);
-  if (options.json) {
+  if (options.json()) {
     std::printf("%s\n", ToJson(response).c_str());
     return kExitOk;
   }
-  std::vector<std::vector<std::string>> rows = {{"UUID", "STATE", "BATCH", "WINDOW", "PARALLEL",
+  std::vector<std::vector<std::string>> rows = {{"MAPPING", "STATE", "BATCH", "WINDOW", "PARALLEL",
                                                  "RETRIES", "MAX AGE", "ON FAILURE",
                                                  "LAST RESULT"}};
   for (const auto& c : response.event_source_mappings()) {
@@ -213,7 +213,7 @@ int RunList(const MappingOptions& options) {
 }
 
 int PrintResult(const v1::EventSourceMappingConfiguration& config, const MappingOptions& options) {
-  if (options.json) {
+  if (options.json()) {
     std::printf("%s\n", ToJson(config).c_str());
   } else {
     PrintConfiguration(config);
@@ -245,7 +245,7 @@ int RunEnable(const MappingOptions& options, bool enable) {
     status = stub->DisableEventSourceMapping(Context().get(), request, &response);
   }
   if (!status.ok()) return ReportError(status, options);
-  if (options.json) return PrintResult(response, options);
+  if (options.json()) return PrintResult(response, options);
   std::printf("mapping %s: %s\n", response.uuid().c_str(), response.state().c_str());
   return kExitOk;
 }
@@ -322,7 +322,7 @@ int RunUpdate(const MappingOptions& options) {
   grpc::Status status =
       Connect(options)->UpdateEventSourceMapping(Context().get(), request, &response);
   if (!status.ok()) return ReportError(status, options);
-  if (options.json) return PrintResult(response, options);
+  if (options.json()) return PrintResult(response, options);
   std::printf(
       "mapping %s: %s (batch %d, window %s, parallelization %d); until the poller "
       "restarts\n",
@@ -350,7 +350,7 @@ int RunSeek(const MappingOptions& options) {
   grpc::Status status =
       Connect(options)->SeekEventSourceMapping(Context().get(), request, &response);
   if (!status.ok()) return ReportError(status, options);
-  if (options.json) {
+  if (options.json()) {
     std::printf("%s\n", ToJson(response).c_str());
     return kExitOk;
   }
@@ -381,7 +381,16 @@ void AddMappingCommands(CLI::App& app, int* exit_code) {
     command->add_option("--poller", options->poller,
                         "Address HOST:PORT of a `runnel poller --listen` (env RUNNEL_POLLER); "
                         "without it, --broker (`runnel up` serves mappings there)");
-    command->add_flag("--json", options->json, "Print JSON (the API's fields) for scripts");
+    AddOutputOption(*command, &options->client);
+    // The spelling these commands had before every listing took --output: kept, hidden, so
+    // that scripts written against it keep working while they move to --output json.
+    command
+        ->add_flag_callback("--json",
+                            [client = &options->client] {
+                              PrintError("--json is deprecated: use --output json");
+                              client->output = "json";
+                            })
+        ->group("");
     if (with_uuid) {
       command
           ->add_option("mapping", options->uuid,

@@ -311,11 +311,26 @@ TEST(MappingControlTest, LiveUpdatesChangeTheBatchesTheHandlerGets) {
   // The table and the JSON.
   CommandResult list = Mapping("--broker", up.address, {"list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out.rfind("MAPPING ", 0), 0u) << list.out;  // the id column says what it holds
   EXPECT_NE(list.out.find("events/echo *"), std::string::npos) << list.out;
-  CommandResult json = Mapping("--broker", up.address, {"describe", "echo", "--json"});
+  // One spelling for JSON on every listing command: --output json.
+  CommandResult json = Mapping("--broker", up.address, {"describe", "echo", "--output", "json"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_TRUE(json.err.empty()) << json.err;
   EXPECT_NE(json.out.find("\"parallelization_factor\": 4"), std::string::npos) << json.out;
   EXPECT_NE(json.out.find("\"checkpoint_sequence_number\""), std::string::npos) << json.out;
+  CommandResult json_list = Mapping("--broker", up.address, {"list", "-o", "json"});
+  ASSERT_EQ(json_list.exit_code, 0) << json_list.err;
+  EXPECT_NE(json_list.out.find("\"uuid\": \"events/echo\""), std::string::npos) << json_list.out;
+  // The old --json still works, hidden from --help, and says what replaces it.
+  CommandResult old_json = Mapping("--broker", up.address, {"describe", "echo", "--json"});
+  ASSERT_EQ(old_json.exit_code, 0) << old_json.err;
+  EXPECT_NE(old_json.out.find("\"parallelization_factor\": 4"), std::string::npos) << old_json.out;
+  EXPECT_NE(old_json.err.find("--json is deprecated: use --output json"), std::string::npos);
+  CommandResult help = RunCommand({RUNNEL_BINARY, "mapping", "list", "--help"});
+  EXPECT_NE(help.out.find("--output"), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("--json"), std::string::npos) << help.out;
+  EXPECT_EQ(Mapping("--broker", up.address, {"list", "--output", "yaml"}).exit_code, 2);
 }
 
 TEST(MappingControlTest, SplitBrokerAndPollerWithListen) {
