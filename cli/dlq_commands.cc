@@ -3,16 +3,21 @@
 // the discarded records back (to their source stream, or --to another) with their partition
 // keys, in their original order. Each failure record is redriven at most once: the redrive
 // remembers how far it got (a broker checkpoint for a stream, a `PATH.redriven` file for a
-// file), so a second run skips what the first did. A crash between putting a record's payload
-// and remembering it redrives that one record again: at-least-once, never lost.
+// file), so a second run skips what the first did. `redrive --id ID` redrives one failure record
+// and remembers that one alone (a broker checkpoint of its own, or a line in `PATH.redriven-ids`),
+// so neither a second `--id` nor a later full redrive puts it again. A crash between putting a
+// record's payload and remembering it redrives that one record again: at-least-once, never lost.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/client_util.h"
 #include "cli/commands.h"
 #include "common/file_util.h"
@@ -134,6 +139,66 @@ grpc::Status ReadStreamEntries(v1::StreamBroker::Stub& stub, const std::string& 
   return grpc::Status::OK;
 }
 
+// Failure records redriven one at a time (`redrive --id`), beside the mark of how far a full
+// redrive got. A stream destination keeps each as a checkpoint of its own consumer
+// (kSingleRedrivePrefix + sequence number, at that record); a file destination as one line
+// number per line of `PATH.redriven-ids`, rewritten whole (atomically) for each one added.
+constexpr char kSingleRedrivePrefix[] = "runnel-dlq-redrive@";
+
+std::string SingleMarksPath(const std::string& file) { return file + ".redriven-ids"; }
+
+absl::StatusOr<std::set<std::string>> ReadSingleMarks(v1::StreamBroker::Stub& stub,
+                                                      const Destination& dest,
+                                                      grpc::Status* rpc_status) {
+  std::set<std::string> ids;
+  if (dest.is_stream) {
+    v1::ListCheckpointsRequest request;
+    request.set_stream_name(dest.target);  // every consumer: the marks are one consumer each
+    v1::ListCheckpointsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, kTimeout);
+    *rpc_status = stub.ListCheckpoints(&context, request, &response);
+    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->error_message());
+    for (const auto& checkpoint : response.checkpoints()) {
+      if (checkpoint.consumer_name().starts_with(kSingleRedrivePrefix)) {
+        ids.insert(checkpoint.sequence_number());
+      }
+    }
+    return ids;
+  }
+  auto contents = ReadFileToString(SingleMarksPath(dest.target));
+  if (!contents.ok()) {
+    if (absl::IsNotFound(contents.status())) return ids;
+    return contents.status();
+  }
+  for (absl::string_view line : absl::StrSplit(*contents, '\n', absl::SkipWhitespace())) {
+    ids.insert(std::string(absl::StripAsciiWhitespace(line)));
+  }
+  return ids;
+}
+
+// Remembers that `entry` alone was redriven.
+absl::Status MarkOneRedriven(v1::StreamBroker::Stub& stub, const Destination& dest,
+                             const Entry& entry, grpc::Status* rpc_status) {
+  if (dest.is_stream) {
+    v1::SetCheckpointRequest mark;
+    mark.set_consumer_name(absl::StrCat(kSingleRedrivePrefix, entry.id));
+    mark.set_stream_name(dest.target);
+    mark.set_shard_id(entry.shard_id);
+    mark.set_sequence_number(entry.id);
+    v1::SetCheckpointResponse marked;
+    grpc::ClientContext context;
+    SetDeadline(context, kTimeout);
+    *rpc_status = stub.SetCheckpoint(&context, mark, &marked);
+    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->error_message());
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(std::set<std::string> ids, ReadSingleMarks(stub, dest, rpc_status));
+  ids.insert(entry.id);
+  return WriteFileAtomically(SingleMarksPath(dest.target),
+                             absl::StrCat(absl::StrJoin(ids, "\n"), "\n"));
+}
+
 // Loads DEST's entries, or prints the error and returns the exit code through `exit_code`.
 bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destination* dest,
                  std::vector<Entry>* entries, int* exit_code) {
@@ -150,15 +215,27 @@ bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destin
       *exit_code = ReportRpcError(status, options.client);
       return false;
     }
-    return true;
+  } else {
+    auto file_entries = ReadFileEntries(dest->target);
+    if (!file_entries.ok()) {
+      PrintError(std::string(file_entries.status().message()));
+      *exit_code = kExitError;
+      return false;
+    }
+    *entries = std::move(*file_entries);
   }
-  auto file_entries = ReadFileEntries(dest->target);
-  if (!file_entries.ok()) {
-    PrintError(std::string(file_entries.status().message()));
-    *exit_code = kExitError;
+  grpc::Status rpc_status;
+  auto single = ReadSingleMarks(stub, *dest, &rpc_status);
+  if (!single.ok()) {
+    if (!rpc_status.ok()) {
+      *exit_code = ReportRpcError(rpc_status, options.client);
+    } else {
+      PrintError(std::string(single.status().message()));
+      *exit_code = kExitError;
+    }
     return false;
   }
-  *entries = std::move(*file_entries);
+  for (Entry& entry : *entries) entry.redriven |= single->contains(entry.id);
   return true;
 }
 
@@ -206,6 +283,11 @@ int Show(const DlqOptions& options) {
   if (!LoadEntries(options, *stub, &dest, &entries, &exit_code)) return exit_code;
   for (const Entry& entry : entries) {
     if (entry.id != options.id) continue;
+    if (options.client.output == "json") {  // as `dlq list --output json` prints it
+      std::printf("{\"id\":%s,\"redriven\":%s,\"record\":%s}\n", JsonString(entry.id).c_str(),
+                  entry.redriven ? "true" : "false", entry.json.c_str());
+      return kExitOk;
+    }
     auto record = poller::ParseFailureRecord(entry.json);
     if (!record.ok()) {
       PrintError(absl::StrCat("entry ", entry.id,
@@ -285,6 +367,20 @@ int Redrive(const DlqOptions& options) {
   std::vector<Entry> entries;
   int exit_code = kExitOk;
   if (!LoadEntries(options, *stub, &dest, &entries, &exit_code)) return exit_code;
+  if (!options.id.empty()) {
+    // One failure record: the others stay as they are, and so does the full redrive's mark.
+    std::erase_if(entries, [&](const Entry& entry) { return entry.id != options.id; });
+    if (entries.empty()) {
+      PrintError(absl::StrCat("no entry ", options.id, " in ", options.destination,
+                              " (see `runnel dlq list ", options.destination, "`)"));
+      return kExitError;
+    }
+    if (entries[0].redriven) {
+      std::printf("%s was redriven before: nothing put (each failure record is redriven once)\n",
+                  options.id.c_str());
+      return kExitOk;
+    }
+  }
   int redriven = 0, skipped = 0;
   size_t records = 0;
   for (const Entry& entry : entries) {
@@ -308,7 +404,14 @@ int Redrive(const DlqOptions& options) {
       return ReportRpcError(status, options.client);
     }
     // Remember it before the next one, so a second run skips it.
-    if (dest.is_stream) {
+    if (!options.id.empty()) {
+      grpc::Status rpc_status;
+      if (absl::Status status = MarkOneRedriven(*stub, dest, entry, &rpc_status); !status.ok()) {
+        if (!rpc_status.ok()) return ReportRpcError(rpc_status, options.client);
+        PrintError(std::string(status.message()));
+        return kExitError;
+      }
+    } else if (dest.is_stream) {
       v1::SetCheckpointRequest mark;
       mark.set_consumer_name(kRedriveConsumer);
       mark.set_stream_name(dest.target);
@@ -331,7 +434,7 @@ int Redrive(const DlqOptions& options) {
     ++redriven;
     records += record->payload.records.size();
   }
-  if (!options.dry_run) {
+  if (!options.dry_run && options.id.empty()) {
     std::printf("redrove %d failure records (%zu records); %d already redriven before\n", redriven,
                 records, skipped);
   }
@@ -360,6 +463,7 @@ void AddDlqCommands(CLI::App& app, int* exit_code) {
       dlq->add_subcommand("show", "Show one failure record, decoded, with its records");
   add_common(show_command, show.get());
   show_command->add_option("ID", show->id, "As `dlq list` shows it")->required();
+  AddOutputOption(*show_command, &show->client);
   show_command->callback([show, exit_code] { *exit_code = Show(*show); });
 
   auto redrive = std::make_shared<DlqOptions>();
@@ -370,6 +474,9 @@ void AddDlqCommands(CLI::App& app, int* exit_code) {
   add_common(redrive_command, redrive.get());
   redrive_command->add_option("--to", redrive->to,
                               "Stream to put them into (default: the stream they came from)");
+  redrive_command->add_option("--id", redrive->id,
+                              "Only this failure record (its ID as `dlq list` and `dlq show` "
+                              "show it); it too is redriven at most once");
   redrive_command->add_flag("--dry-run", redrive->dry_run, "Say what would be redriven");
   redrive_command->callback([redrive, exit_code] { *exit_code = Redrive(*redrive); });
 }
