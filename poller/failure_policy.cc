@@ -48,6 +48,16 @@ std::string FailurePolicy::Action::ToString() const {
   return "finished";
 }
 
+std::string FailurePolicy::Action::ReportedFailedNote() const {
+  if (kind != Kind::kDiscard || last_response != LastResponse::kPartialFailure) return "";
+  if (reported_failed == size()) {
+    return absl::StrCat("; the handler reported ", reported_failed == 1 ? "it" : "all of them",
+                        " as failed");
+  }
+  return absl::StrCat("; the handler reported ", reported_failed, " of these ", size(),
+                      " records as failed, the others came after it in the batch");
+}
+
 FailurePolicy::FailurePolicy(FailurePolicyOptions options, std::vector<PolicyRecord> records)
     : options_(options), records_(std::move(records)) {
   if (!records_.empty()) {
@@ -94,6 +104,7 @@ FailurePolicy::Action FailurePolicy::Next(int64_t now_ms) {
     action.error_type = std::move(front.error_type);
     action.error_message = std::move(front.error_message);
     action.request_id = std::move(front.request_id);
+    action.reported_failed = ReportedIn(front, front.begin, front.end);
     segments_.pop_front();
     exhausted_ = false;
     // The records behind have not failed on their own yet: no reason to hold them back.
@@ -128,6 +139,7 @@ FailurePolicy::Action FailurePolicy::Next(int64_t now_ms) {
       action.error_type = front.error_type;
       action.error_message = front.error_message;
       action.request_id = front.request_id;
+      action.reported_failed = ReportedIn(front, front.begin, expired);
       if (expired == front.end) {
         segments_.pop_front();
       } else {
@@ -150,6 +162,12 @@ FailurePolicy::Action FailurePolicy::Next(int64_t now_ms) {
   return action;
 }
 
+size_t FailurePolicy::ReportedIn(const Segment& segment, size_t begin, size_t end) {
+  if (segment.last != LastResponse::kPartialFailure) return 0;
+  return static_cast<size_t>(std::count_if(segment.reported.begin(), segment.reported.end(),
+                                           [&](size_t i) { return i >= begin && i < end; }));
+}
+
 void FailurePolicy::Failed() {
   ++streak_;
   backoff_due_ = true;
@@ -167,7 +185,8 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
   Outcome outcome = Outcome::kFunctionError;
   std::string error_type = result.error_type;
   std::string error_message = result.error_message;
-  size_t lowest = end;  // kPartial: the lowest reported record
+  size_t lowest = end;           // kPartial: the lowest reported record
+  std::vector<size_t> reported;  // kPartial: every reported record
   switch (result.status) {
     case runtime::InvokeStatus::kSuccess:
       outcome = Outcome::kSuccess;
@@ -202,6 +221,7 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
           break;
         }
         lowest = std::min(lowest, found);
+        reported.push_back(found);
       }
       outcome = valid ? Outcome::kPartial : Outcome::kFunctionError;
       if (valid) {
@@ -238,6 +258,9 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
       front.error_type = std::move(error_type);
       front.error_message = std::move(error_message);
       front.request_id = result.request_id;
+      std::sort(reported.begin(), reported.end());
+      reported.erase(std::unique(reported.begin(), reported.end()), reported.end());
+      front.reported = std::move(reported);
       exhausted_ = limited && front.count > options_.retry_attempts;
       return;
     case Outcome::kFunctionError:
@@ -252,14 +275,16 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
                       LastResponse::kFunctionError,
                       error_type,
                       error_message,
-                      result.request_id};
+                      result.request_id,
+                      {}};
         Segment second{mid,
                        end,
                        0,
                        LastResponse::kFunctionError,
                        std::move(error_type),
                        std::move(error_message),
-                       result.request_id};
+                       result.request_id,
+                       {}};
         segments_.pop_front();
         segments_.push_front(std::move(second));
         segments_.push_front(std::move(first));

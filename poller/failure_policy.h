@@ -158,12 +158,19 @@ class FailurePolicy {
     std::string error_type;  // the last failure's, for logs ("" for kNone)
     std::string error_message;
     std::string request_id;  // the last failed invocation's (the record's requestId; "": none)
-    int64_t until_ms = 0;    // kWait: call Next again at (or after) this time
+    // With last_response kPartialFailure: how many of the discarded records the handler's last
+    // response named as failed. The others were only behind the lowest one named (a partial
+    // failure retries, and in the end discards, from that record to the end of the range).
+    size_t reported_failed = 0;
+    int64_t until_ms = 0;  // kWait: call Next again at (or after) this time
 
     size_t size() const { return end - begin; }
     // For logs and test traces: "invoke [0,8) #1", "done [0,4)", "wait 1100",
     // "discard [5,6) RetryAttemptsExhausted count=3 Unhandled", "finished".
     std::string ToString() const;
+    // For a discard's log line: after a partial failure, "; the handler reported 1 of these 5
+    // records as failed, the others came after it in the batch", else "".
+    std::string ReportedFailedNote() const;
   };
 
   // `records`: the batch, in shard order, non-empty.
@@ -193,7 +200,11 @@ class FailurePolicy {
     std::string error_type;
     std::string error_message;
     std::string request_id;
+    std::vector<size_t> reported;  // last == kPartialFailure: the indices it named, ascending
   };
+
+  // How many of `segment.reported` fall in [begin, end).
+  static size_t ReportedIn(const Segment& segment, size_t begin, size_t end);
 
   void Failed();  // bookkeeping shared by every failed invocation (back-off)
   int64_t BackoffMs() const;

@@ -537,11 +537,11 @@ class ShardConsumer {
     if (destination == nullptr) {
       // As Lambda without a destination: the records are dropped, but not silently.
       spdlog::error(
-          "discarded {} records {}..{} ({}, {} invocations, last error {}: {}); no "
+          "discarded {} records {}..{} ({}, {} invocations, last error {}: {}{}); no "
           "on_failure destination is set",
           discard.size(), record.start_sequence_number, record.end_sequence_number,
           record.condition, discard.approximate_invoke_count, discard.error_type,
-          discard.error_message);
+          discard.error_message, discard.ReportedFailedNote());
       return true;
     }
     absl::Duration backoff = absl::ZeroDuration();
@@ -558,10 +558,10 @@ class ShardConsumer {
       if (!SleepUntil(absl::ToUnixMillis(absl::Now() + backoff))) return false;
     }
     metrics_->records_to_destination->Increment(static_cast<double>(discard.size()));
-    spdlog::warn("discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {})",
+    spdlog::warn("discarded {} records {}..{} to {} ({}, {} invocations, last error {}: {}{})",
                  discard.size(), record.start_sequence_number, record.end_sequence_number,
                  destination->Describe(), record.condition, discard.approximate_invoke_count,
-                 discard.error_type, discard.error_message);
+                 discard.error_type, discard.error_message, discard.ReportedFailedNote());
     return true;
   }
 

@@ -515,6 +515,43 @@ TEST(FailurePolicyTest, PartialFailureCheckpointsAndRetriesFromTheReportedRecord
   EXPECT_EQ(run.discards()[0].last_response, LastResponse::kPartialFailure);
 }
 
+// A partial failure's discard covers the reported record and everything after it; the discard
+// says how many of those the handler named, so the log can tell them from the bystanders.
+TEST(FailurePolicyTest, ADiscardAfterAPartialFailureCountsTheRecordsTheHandlerReported) {
+  LaneRun run(Options(1, false, /*report=*/true), 8);
+  run.Drive([&](const Invocation&) { return ItemFailures({run.seq(5), run.seq(3), run.seq(5)}); });
+  ASSERT_EQ(run.discards().size(), 1u);
+  const FailurePolicy::Action& discard = run.discards()[0];
+  EXPECT_EQ(discard.ToString(), "discard [3,8) RetryAttemptsExhausted count=2 partial");
+  EXPECT_EQ(discard.reported_failed, 2u);
+  EXPECT_EQ(discard.ReportedFailedNote(),
+            "; the handler reported 2 of these 5 records as failed, the others came after it in "
+            "the batch");
+
+  LaneRun last(Options(0, false, true), 4);
+  last.Drive([&](const Invocation&) { return ItemFailures({last.seq(3)}); });
+  EXPECT_EQ(last.discards().at(0).ReportedFailedNote(), "; the handler reported it as failed");
+
+  // A function error names no record.
+  LaneRun error(Options(0, false, true), 4);
+  error.Drive(LaneRun::Poison({1}));
+  EXPECT_EQ(error.discards().at(0).reported_failed, 0u);
+  EXPECT_EQ(error.discards().at(0).ReportedFailedNote(), "");
+
+  // Records expiring after a partial failure count only the reported ones among them.
+  LaneRun aged(Options(-1, false, true, /*max_age_ms=*/60'000), 8,
+               {kT0, kT0, kT0, kT0, kT0, kT0 + 100'000, kT0 + 100'000, kT0 + 100'000});
+  int calls = 0;
+  aged.Drive(
+      [&](const Invocation&) {
+        return ++calls == 1 ? ItemFailures({aged.seq(3), aged.seq(5)}) : Ok();
+      },
+      /*invoke_ms=*/70'000);
+  ASSERT_EQ(aged.discards().size(), 1u);
+  EXPECT_EQ(aged.discards()[0].ToString(), "discard [3,5) RecordAgeExceeded count=1 partial");
+  EXPECT_EQ(aged.discards()[0].reported_failed, 1u);
+}
+
 TEST(FailurePolicyTest, PartialFailureThenSuccess) {
   LaneRun run(Options(2, false, true), 8);
   int calls = 0;
