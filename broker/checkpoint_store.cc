@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "broker/log_format.h"
+#include "broker/checkpoint_log.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
@@ -20,8 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using google::protobuf::util::TimeUtil;
 
-constexpr char kPutEntry = 'P';
-constexpr char kDeleteEntry = 'D';
+constexpr char kPutEntry = kPutCheckpointEntry;
+constexpr char kDeleteEntry = kDeleteCheckpointEntry;
 
 std::string Key(const std::string& consumer, const std::string& stream, const std::string& shard) {
   return absl::StrCat(consumer, std::string(1, '\0'), stream, std::string(1, '\0'), shard);
@@ -46,13 +46,6 @@ absl::Status PwriteAll(int fd, const std::string& data, uint64_t position, std::
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
-}
-
-// One log entry: the frame's key is the entry kind, its data the serialized checkpoint.
-std::string EncodeEntry(uint64_t sequence, char kind, const v1::Checkpoint& checkpoint) {
-  std::string frame;
-  AppendFrame(&frame, sequence, 0, std::string_view(&kind, 1), checkpoint.SerializeAsString());
-  return frame;
 }
 
 }  // namespace
@@ -89,45 +82,70 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
 absl::Status CheckpointStore::Replay() {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path_));
-  size_t position = 0;
-  while (position < contents.size()) {
-    RecordView record;
-    size_t frame_size;
-    if (DecodeFrame(std::string_view(contents).substr(position), &record, &frame_size) !=
-            FrameStatus::kOk ||
-        record.partition_key.size() != 1) {
-      break;
-    }
+  const CheckpointLogScan scan = ScanCheckpointLog(contents);
+  for (const CheckpointLogEntry& entry : scan.entries) {
     v1::Checkpoint checkpoint;
-    if (!checkpoint.ParseFromArray(record.data.data(), static_cast<int>(record.data.size()))) {
-      break;
+    if (!checkpoint.ParseFromArray(entry.serialized_checkpoint.data(),
+                                   static_cast<int>(entry.serialized_checkpoint.size()))) {
+      // A valid frame around bytes that are no checkpoint: damage as well, skipped alone.
+      spdlog::error("checkpoints: entry at byte {} of {} is not a checkpoint; skipped",
+                    entry.position, path_);
+      ++recovery_.corrupt_regions;
+      recovery_.corrupt_bytes += entry.serialized_checkpoint.size();
+      continue;
     }
     const std::string key =
         Key(checkpoint.consumer_name(), checkpoint.stream_name(), checkpoint.shard_id());
-    if (record.partition_key[0] == kDeleteEntry) {
+    if (entry.kind == kDeleteEntry) {
       checkpoints_.erase(key);
     } else {
       checkpoints_[key] = std::move(checkpoint);
     }
-    next_sequence_ = record.offset + 1;
+    next_sequence_ = std::max(next_sequence_, entry.sequence + 1);
     ++entries_in_file_;
-    position += frame_size;
   }
-  if (position < contents.size()) {
+  for (const CorruptRegion& region : scan.corrupt) {
+    // Damage with whole entries after it is not a torn write: keep what follows (and the bytes
+    // themselves, until a compaction rewrites the file), say what was lost.
+    spdlog::error(
+        "checkpoints: skipped {} damaged bytes at {}..{} of {}; the entries after them are kept, "
+        "a checkpoint written in the damaged range reads as its previous value",
+        region.end - region.begin, region.begin, region.end, path_);
+    ++recovery_.corrupt_regions;
+    recovery_.corrupt_bytes += region.end - region.begin;
+  }
+  if (scan.valid_end < contents.size()) {
     // Only the last write can be torn, and it was never acknowledged.
-    spdlog::warn("checkpoints: cutting a torn tail of {} bytes from {}", contents.size() - position,
+    recovery_.torn_bytes = contents.size() - scan.valid_end;
+    spdlog::warn("checkpoints: cutting a torn tail of {} bytes from {}", recovery_.torn_bytes,
                  path_);
-    if (::ftruncate(fd_, static_cast<off_t>(position)) != 0 || ::fdatasync(fd_) != 0) {
+    if (::ftruncate(fd_, static_cast<off_t>(scan.valid_end)) != 0 || ::fdatasync(fd_) != 0) {
       return ErrnoStatus(errno, "truncate", path_);
     }
   }
-  file_size_ = position;
+  file_size_ = scan.valid_end;
   return absl::OkStatus();
 }
 
-absl::Status CheckpointStore::AppendEntry(bool is_delete, const v1::Checkpoint& checkpoint) {
-  std::string frame = EncodeEntry(next_sequence_, is_delete ? kDeleteEntry : kPutEntry, checkpoint);
-  absl::Status status = PwriteAll(fd_, frame, file_size_, path_);
+absl::Status CheckpointStore::AppendEntries(char kind,
+                                            const std::vector<const v1::Checkpoint*>& checkpoints) {
+  std::string frames;
+  uint64_t sequence = next_sequence_;
+  for (const v1::Checkpoint* checkpoint : checkpoints) {
+    const size_t before = frames.size();
+    AppendCheckpointEntry(&frames, sequence++, kind, checkpoint->SerializeAsString());
+    if (frames.size() - before > kMaxCheckpointEntrySize) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("InvalidArgumentException: the checkpoint of consumer '",
+                       checkpoint->consumer_name(), "' on ", checkpoint->stream_name(), "/",
+                       checkpoint->shard_id(), " takes ", frames.size() - before,
+                       " bytes; names, sequence number and lease owner together must "
+                       "fit in ",
+                       kMaxCheckpointEntrySize));
+    }
+  }
+  // One write and one fdatasync for all of them (a delete of a whole stream's checkpoints).
+  absl::Status status = PwriteAll(fd_, frames, file_size_, path_);
   if (status.ok() && ::fdatasync(fd_) != 0) status = ErrnoStatus(errno, "fdatasync", path_);
   if (!status.ok()) {
     // Keep the file ending on a whole entry, so the next write is readable after a restart. If
@@ -137,31 +155,51 @@ absl::Status CheckpointStore::AppendEntry(bool is_delete, const v1::Checkpoint& 
     }
     return status;
   }
-  ++next_sequence_;
-  ++entries_in_file_;
-  file_size_ += frame.size();
+  next_sequence_ = sequence;
+  entries_in_file_ += checkpoints.size();
+  file_size_ += frames.size();
   return absl::OkStatus();
 }
 
-absl::Status CheckpointStore::MaybeCompact() {
+void CheckpointStore::MaybeCompact() {
   if (entries_in_file_ < options_.compaction_min_entries ||
       entries_in_file_ < 4 * checkpoints_.size()) {
-    return absl::OkStatus();
+    return;
   }
+  // Written aside, then renamed over the log. The descriptor that later entries go to is the one
+  // the new contents were written through, so no failure can leave it on an unlinked file. A
+  // failure leaves the old log in place and in use: compaction never fails a write that is
+  // already durable.
   std::string contents;
   uint64_t sequence = 1;
   for (const auto& [key, checkpoint] : checkpoints_) {
-    contents += EncodeEntry(sequence++, kPutEntry, checkpoint);
+    AppendCheckpointEntry(&contents, sequence++, kPutEntry, checkpoint.SerializeAsString());
   }
-  RETURN_IF_ERROR(WriteFileAtomically(path_, contents));
-  int fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open", path_);
+  const std::string temp = path_ + ".tmp";
+  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  absl::Status status = fd < 0 ? ErrnoStatus(errno, "create", temp) : absl::OkStatus();
+  if (status.ok()) status = PwriteAll(fd, contents, 0, temp);
+  if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus(errno, "fsync", temp);
+  if (status.ok() && ::rename(temp.c_str(), path_.c_str()) != 0) {
+    status = ErrnoStatus(errno, "rename", temp);
+  }
+  if (!status.ok()) {
+    spdlog::warn("checkpoints: compaction of {} failed, keeping the log as it is: {}", path_,
+                 std::string(status.message()));
+    if (fd >= 0) ::close(fd);
+    ::unlink(temp.c_str());
+    return;
+  }
   ::close(fd_);
   fd_ = fd;
   file_size_ = contents.size();
   entries_in_file_ = checkpoints_.size();
   next_sequence_ = sequence;
-  return absl::OkStatus();
+  // Until the folder is synced the rename may be undone by a crash; the old log holds the same
+  // checkpoints, so either file is right.
+  if (absl::Status synced = FsyncDirectory(directory_); !synced.ok()) {
+    spdlog::warn("checkpoints: {}", std::string(synced.message()));
+  }
 }
 
 absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& consumer,
@@ -223,10 +261,10 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
     checkpoint.set_sequence_number(request.sequence_number());
   }
   *checkpoint.mutable_update_time() = ToProto(now);
-  RETURN_IF_ERROR(AppendEntry(false, checkpoint));
+  RETURN_IF_ERROR(AppendEntries(kPutEntry, {&checkpoint}));
   checkpoints_[key] = checkpoint;
   // Compact only once memory matches the file: compaction writes what memory holds.
-  RETURN_IF_ERROR(MaybeCompact());
+  MaybeCompact();
   return checkpoint;
 }
 
@@ -241,11 +279,12 @@ absl::StatusOr<int> CheckpointStore::Delete(const std::string& consumer, const s
       doomed.push_back(key);
     }
   }
-  for (const std::string& key : doomed) {
-    RETURN_IF_ERROR(AppendEntry(true, checkpoints_[key]));
-    checkpoints_.erase(key);
-  }
-  RETURN_IF_ERROR(MaybeCompact());
+  if (doomed.empty()) return 0;
+  std::vector<const v1::Checkpoint*> entries;
+  for (const std::string& key : doomed) entries.push_back(&checkpoints_[key]);
+  RETURN_IF_ERROR(AppendEntries(kDeleteEntry, entries));
+  for (const std::string& key : doomed) checkpoints_.erase(key);
+  MaybeCompact();
   return static_cast<int>(doomed.size());
 }
 

@@ -1,9 +1,10 @@
 // Durable consumer checkpoints and leases (runnel's equivalent of KCL's lease table).
 //
-// Kept in memory and in an append-only log of CRC-framed entries (the shard log's framing), each
-// fsynced before the call returns; replayed on open, with a torn tail cut off, and compacted into
-// a fresh file (written aside, then renamed) when it holds many more entries than live
-// checkpoints.
+// Kept in memory and in an append-only log of CRC-framed entries (broker/checkpoint_log.h), each
+// written at the end of the last whole entry and fsynced before the call returns; replayed on
+// open, with a torn tail cut off and damaged entries before the end skipped (the entries after
+// them are kept, and the file stays appendable), and compacted into a fresh file (written aside,
+// then renamed) when it holds many more entries than live checkpoints.
 //
 // Thread-safe. Writes are serialised: the poller checkpoints at most a few times per second per
 // shard, so one fdatasync per write is cheaper than the complexity of group commit here.
@@ -49,12 +50,26 @@ class CheckpointStore {
   absl::StatusOr<int> Delete(const std::string& consumer, const std::string& stream,
                              const std::string& shard_id);
 
+  // What the replay at Open found besides whole entries.
+  struct Recovery {
+    uint64_t corrupt_regions = 0;  // damaged ranges skipped, each with whole entries after it
+    uint64_t corrupt_bytes = 0;
+    uint64_t torn_bytes = 0;  // an incomplete last write, cut off
+  };
+  Recovery recovery() const {
+    absl::MutexLock lock(&mu_);
+    return recovery_;
+  }
+
  private:
   CheckpointStore(std::string directory, int fd, CheckpointStoreOptions options);
   absl::Status Replay();
-  absl::Status AppendEntry(bool is_delete, const v1::Checkpoint& checkpoint)
+  // Appends one entry of `kind` per checkpoint in one write, fdatasynced.
+  absl::Status AppendEntries(char kind, const std::vector<const v1::Checkpoint*>& checkpoints)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status MaybeCompact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rewrites the log from memory when it holds many more entries than live checkpoints. A
+  // failure is logged and leaves the old log in use.
+  void MaybeCompact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string directory_;
   const std::string path_;
@@ -64,6 +79,7 @@ class CheckpointStore {
   uint64_t file_size_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t entries_in_file_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_sequence_ ABSL_GUARDED_BY(mu_) = 1;
+  Recovery recovery_ ABSL_GUARDED_BY(mu_);
   // Key: consumer \0 stream \0 shard.
   absl::flat_hash_map<std::string, v1::Checkpoint> checkpoints_ ABSL_GUARDED_BY(mu_);
 };

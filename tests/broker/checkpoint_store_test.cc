@@ -138,6 +138,112 @@ TEST_F(CheckpointStoreTest, ATornLastEntryIsCutAndTheNextWriteFollowsTheWholeEnt
                                                 {"m/shardId-000000000002", "3"}}));
 }
 
+TEST_F(CheckpointStoreTest, AFlippedByteInEntryTwoOfTwentyLosesOnlyThatEntry) {
+  std::map<std::string, std::string> expected;
+  std::vector<uintmax_t> ends;  // where each entry ends in the file
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 20; ++i) {
+      const std::string shard = absl::StrCat("shardId-0000000000", i < 10 ? "0" : "", i);
+      ASSERT_TRUE(store->Set(Request("m", shard, absl::StrCat(i)), now_).ok());
+      expected[absl::StrCat("m/", shard)] = absl::StrCat(i);
+      ends.push_back(fs::file_size(dir_ / "checkpoints.log"));
+    }
+  }
+  const fs::path log = dir_ / "checkpoints.log";
+  {
+    // A byte in the middle of entry 2 (index 1): a bit rotted on disk.
+    std::fstream file(log, std::ios::binary | std::ios::in | std::ios::out);
+    const auto at = static_cast<std::streamoff>((ends[0] + ends[1]) / 2);
+    file.seekg(at);
+    char byte = static_cast<char>(file.get());
+    file.seekp(at);
+    file.put(static_cast<char>(byte ^ 0x04));
+  }
+  expected.erase("m/shardId-000000000001");
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(Contents(*store), expected) << "the 18 entries after the damaged one are kept";
+    EXPECT_EQ(store->recovery().corrupt_regions, 1u);
+    EXPECT_EQ(store->recovery().corrupt_bytes, ends[1] - ends[0]);
+    EXPECT_EQ(store->recovery().torn_bytes, 0u);
+    EXPECT_EQ(fs::file_size(log), ends[19]) << "damage before the end is not cut as a torn tail";
+    // Still appendable: what is written after the damage replays next time.
+    ASSERT_TRUE(store->Set(Request("m", "shardId-000000000001", "again"), now_).ok());
+    ASSERT_TRUE(store->Set(Request("late", "shardId-000000000000", "21"), now_).ok());
+    expected["m/shardId-000000000001"] = "again";
+    expected["late/shardId-000000000000"] = "21";
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Contents(*store), expected);
+  EXPECT_EQ(store->recovery().corrupt_regions, 1u);
+}
+
+TEST_F(CheckpointStoreTest, GarbageInTheMiddleOfTheLogIsSkippedAndCompactedAway) {
+  CheckpointStoreOptions options;
+  options.compaction_min_entries = 16;
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Set(Request("a", "shardId-000000000000", "1"), now_).ok());
+  }
+  const size_t first_entry_size = fs::file_size(dir_ / "checkpoints.log");
+  {
+    std::ofstream out(dir_ / "checkpoints.log", std::ios::binary | std::ios::app);
+    out << std::string(5000, '\x5a');
+  }
+  {
+    auto store = Open(options);
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->recovery().torn_bytes, 5000u) << "garbage at the end is a torn tail";
+    ASSERT_TRUE(store->Set(Request("b", "shardId-000000000000", "2"), now_).ok());
+  }
+  {
+    // Garbage between the two entries now: skipped, both entries kept.
+    std::string contents;
+    {
+      std::ifstream in(dir_ / "checkpoints.log", std::ios::binary);
+      contents.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    std::ofstream out(dir_ / "checkpoints.log", std::ios::binary | std::ios::trunc);
+    out << contents.substr(0, first_entry_size) << std::string(3000, '\0')
+        << contents.substr(first_entry_size);
+  }
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Contents(*store),
+            (std::map<std::string, std::string>{{"a/shardId-000000000000", "1"},
+                                                {"b/shardId-000000000000", "2"}}));
+  EXPECT_EQ(store->recovery().corrupt_regions, 1u);
+  EXPECT_EQ(store->recovery().corrupt_bytes, 3000u);
+  // Compaction rewrites the log from memory: the damaged bytes are gone after it.
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(store->Set(Request("a", "shardId-000000000000", absl::StrCat(i)), now_).ok());
+  }
+  store.reset();
+  store = Open(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->recovery().corrupt_regions, 0u);
+  EXPECT_EQ(Contents(*store),
+            (std::map<std::string, std::string>{{"a/shardId-000000000000", "39"},
+                                                {"b/shardId-000000000000", "2"}}));
+}
+
+TEST_F(CheckpointStoreTest, ACheckpointTooBigForAnEntryIsRefusedAndNothingIsWritten) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  v1::SetCheckpointRequest request = Request("m", "shardId-000000000000", "1");
+  request.set_lease_owner(std::string(70'000, 'o'));
+  auto refused = store->Set(request, now_);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("65536"));
+  EXPECT_TRUE(Contents(*store).empty());
+  EXPECT_EQ(fs::file_size(dir_ / "checkpoints.log"), 0u);
+}
+
 TEST_F(CheckpointStoreTest, LeasesSurviveARestart) {
   {
     auto store = Open();
