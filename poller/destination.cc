@@ -1,16 +1,14 @@
 #include "poller/destination.h"
 
 #include <fcntl.h>
-#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "client/broker_client.h"
 #include "common/file_util.h"
-#include "poller/broker_calls.h"
-#include "runnel/v1/broker.grpc.pb.h"
 
 namespace runnel::poller {
 namespace {
@@ -42,8 +40,8 @@ class FileDestination : public FailureDestination {
 
 class StreamDestination : public FailureDestination {
  public:
-  StreamDestination(std::string stream, std::shared_ptr<grpc::Channel> broker)
-      : stream_(std::move(stream)), stub_(v1::StreamBroker::NewStub(std::move(broker))) {}
+  StreamDestination(std::string stream, std::shared_ptr<client::BrokerClient> broker)
+      : stream_(std::move(stream)), broker_(std::move(broker)) {}
 
   absl::Status Write(const FailureRecord& record) override {
     v1::PutRecordsRequest request;
@@ -69,15 +67,14 @@ class StreamDestination : public FailureDestination {
       bytes += size;
     }
     for (const auto& part : requests) {
-      v1::PutRecordsResponse response;
-      grpc::ClientContext context;
-      SetDeadline(context, kBrokerRpcTimeout);
-      grpc::Status status = stub_->PutRecords(&context, part, &response);
-      if (!status.ok()) return FromGrpc(status, absl::StrCat("stream:", stream_));
-      if (response.failed_record_count() > 0) {
+      auto response = broker_->PutRecords(part);
+      if (!response.ok()) {
+        return client::WithContext(response.status(), absl::StrCat("stream:", stream_));
+      }
+      if (response->failed_record_count() > 0) {
         // Parts already written stay written; the retry writes them again (at-least-once, as
         // every destination write).
-        for (const auto& entry : response.records()) {
+        for (const auto& entry : response->records()) {
           if (!entry.error_code().empty()) {
             return absl::UnavailableError(absl::StrCat("stream:", stream_, ": ", entry.error_code(),
                                                        ": ", entry.error_message()));
@@ -91,7 +88,7 @@ class StreamDestination : public FailureDestination {
 
  private:
   const std::string stream_;
-  const std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  const std::shared_ptr<client::BrokerClient> broker_;
 };
 
 FailureRecord Part(const FailureRecord& whole, size_t begin, size_t end) {
@@ -133,7 +130,7 @@ std::vector<FailureRecord> SplitFailureRecord(const FailureRecord& record, size_
 }
 
 absl::StatusOr<std::unique_ptr<FailureDestination>> MakeFailureDestination(
-    const OnFailureDestination& spec, std::shared_ptr<grpc::Channel> broker) {
+    const OnFailureDestination& spec, std::shared_ptr<client::BrokerClient> broker) {
   switch (spec.kind) {
     case OnFailureDestination::Kind::kFile:
       return std::make_unique<FileDestination>(spec.target);

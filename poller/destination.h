@@ -14,8 +14,8 @@
 #include "poller/config.h"
 #include "poller/failure_record.h"
 
-namespace grpc {
-class Channel;
+namespace runnel::client {
+class BrokerClient;
 }
 
 namespace runnel::poller {
@@ -32,7 +32,7 @@ class FailureDestination {
 
 // `broker` is used for stream destinations.
 absl::StatusOr<std::unique_ptr<FailureDestination>> MakeFailureDestination(
-    const OnFailureDestination& spec, std::shared_ptr<grpc::Channel> broker);
+    const OnFailureDestination& spec, std::shared_ptr<client::BrokerClient> broker);
 
 // Splits `record` into records whose JSON is at most `max_json_bytes`, each describing its part
 // of the discarded range (KinesisBatchInfo and payload), in order. A single record's part is

@@ -1,7 +1,5 @@
 #include "poller/mapping_controller.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <cmath>
 #include <vector>
 
@@ -9,10 +7,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/broker_client.h"
 #include "common/strings.h"
 #include "google/protobuf/util/time_util.h"
-#include "poller/broker_calls.h"
-#include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::poller {
@@ -27,12 +24,6 @@ constexpr char kDisabling[] = "Disabling";
 constexpr char kUpdating[] = "Updating";
 constexpr char kUserAction[] = "User action";  // what AWS reports for Kinesis mappings
 constexpr char kConfigurationFile[] = "Configuration file";
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  SetDeadline(*context, kBrokerRpcTimeout);
-  return context;
-}
-
 // `status` (a failed ListAllShards) with the context this file's errors name.
 absl::Status ShardsOf(const std::string& stream, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat("shards of ", stream, ": ", status.message()));
@@ -345,14 +336,9 @@ absl::StatusOr<v1::EventSourceMappingConfiguration> MappingController::Describe(
     result = last_status.last_processing_result;
   }
   config.set_last_processing_result(result.empty() ? "No records processed" : result);
-  auto stub = v1::StreamBroker::NewStub(options_.broker);
-  {
-    v1::DescribeStreamSummaryRequest request;
-    request.set_stream_name(spec.stream);
-    v1::DescribeStreamSummaryResponse response;
-    if (stub->DescribeStreamSummary(Context().get(), request, &response).ok()) {
-      config.set_event_source_arn(response.stream_description_summary().stream_arn());
-    }
+  client::BrokerClient& broker = *options_.broker;
+  if (auto summary = broker.DescribeStreamSummary(spec.stream); summary.ok()) {
+    config.set_event_source_arn(summary->stream_arn());
   }
   if (!with_shards) return config;
 
@@ -361,16 +347,17 @@ absl::StatusOr<v1::EventSourceMappingConfiguration> MappingController::Describe(
     v1::ListCheckpointsRequest request;
     request.set_consumer_name(spec.Id());
     request.set_stream_name(spec.stream);
-    v1::ListCheckpointsResponse response;
-    grpc::Status rpc = stub->ListCheckpoints(Context().get(), request, &response);
-    if (!rpc.ok()) return FromGrpc(rpc, absl::StrCat("checkpoints of ", spec.Id()));
-    for (const auto& checkpoint : response.checkpoints()) {
+    auto response = broker.ListCheckpoints(request);
+    if (!response.ok()) {
+      return client::WithContext(response.status(), absl::StrCat("checkpoints of ", spec.Id()));
+    }
+    for (const auto& checkpoint : response->checkpoints()) {
       checkpoints[checkpoint.shard_id()] = checkpoint;
     }
   }
   std::map<std::string, const ShardRunStatus*> running;
   for (const ShardRunStatus& shard : status.shards) running[shard.shard_id] = &shard;
-  auto shards = ListAllShards(*stub, spec.stream, kBrokerRpcTimeout);
+  auto shards = broker.ListAllShards(spec.stream);
   if (!shards.ok()) return ShardsOf(spec.stream, shards.status());
   for (const v1::Shard& shard : *shards) {
     v1::ShardStatus* out = config.add_shards();
@@ -589,11 +576,11 @@ absl::StatusOr<v1::SeekEventSourceMappingResponse> MappingController::Seek(
   const bool was_running = state == kEnabled;
   if (was_running) StopRunner(entry, options_.stop_grace);
 
-  auto stub = v1::StreamBroker::NewStub(options_.broker);
+  client::BrokerClient& broker = *options_.broker;
   std::vector<std::string> shards;
   absl::Status failure;
   if (request.all_shards()) {
-    auto all = ListAllShards(*stub, spec.stream, kBrokerRpcTimeout);
+    auto all = broker.ListAllShards(spec.stream);
     if (all.ok()) {
       for (const v1::Shard& shard : *all) shards.push_back(shard.shard_id());
     } else {
@@ -610,10 +597,10 @@ absl::StatusOr<v1::SeekEventSourceMappingResponse> MappingController::Seek(
     set.set_stream_name(spec.stream);
     set.set_shard_id(shard);
     *set.mutable_position() = position;
-    v1::SetCheckpointResponse set_response;
-    grpc::Status rpc = stub->SetCheckpoint(Context().get(), set, &set_response);
-    if (!rpc.ok()) {
-      failure = FromGrpc(rpc, absl::StrCat("seek ", spec.Id(), " ", shard));
+    auto set_response = broker.SetCheckpoint(set);
+    if (!set_response.ok()) {
+      failure =
+          client::WithContext(set_response.status(), absl::StrCat("seek ", spec.Id(), " ", shard));
       if (response.checkpoints_size() > 0) {
         failure = absl::Status(failure.code(),
                                absl::StrCat(failure.message(), " (", response.checkpoints_size(),
@@ -621,9 +608,9 @@ absl::StatusOr<v1::SeekEventSourceMappingResponse> MappingController::Seek(
       }
       break;
     }
-    *response.add_checkpoints() = set_response.checkpoint();
+    *response.add_checkpoints() = set_response->checkpoint();
     spdlog::info("mapping {} {}: checkpoint moved to {} ({})", spec.Id(), shard,
-                 set_response.checkpoint().sequence_number(),
+                 set_response->checkpoint().sequence_number(),
                  v1::ShardIteratorType_Name(position.type()));
   }
   if (was_running) {

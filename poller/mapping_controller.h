@@ -27,8 +27,8 @@
 #include "poller/mapping_runner.h"
 #include "runnel/v1/mappings.pb.h"
 
-namespace grpc {
-class Channel;
+namespace runnel::client {
+class BrokerClient;
 }
 
 namespace prometheus {
@@ -42,7 +42,7 @@ class Function;
 namespace runnel::poller {
 
 struct MappingControllerOptions {
-  std::shared_ptr<grpc::Channel> broker;
+  std::shared_ptr<client::BrokerClient> broker;
   std::string region = "us-east-1";
   // The YAML's folder: a relative `file:` destination in an update is resolved against it.
   std::string config_directory;

@@ -1,8 +1,11 @@
-// Runs one event-source mapping: a consumer per shard that reads records (long-poll GetRecords,
-// or SubscribeToShard), spreads them over `parallelization_factor` lanes by a hash of the
-// partition key (so a key always stays in one lane, in order), batches them per lane by
-// Lambda's rules, invokes the function with at most one batch in flight per lane, and
-// checkpoints each shard at the highest sequence number below which every record is done.
+// Runs one event-source mapping: a consumer per shard that reads records (poller/shard_reader.h,
+// from a RecordSource: long-poll GetRecords, or SubscribeToShard), spreads them over
+// `parallelization_factor` lanes by a hash of the partition key (so a key always stays in one
+// lane, in order), batches them per lane by Lambda's rules and runs each batch through the
+// failure policy with at most one batch in flight per lane (poller/lane.h), and checkpoints each
+// shard at the highest sequence number below which every record is done (poller/shard_progress.h,
+// written through a CheckpointClient). This file is the runner: start-up (shards, checkpoints,
+// starting positions), the checkpoint writer, stop and status.
 //
 // Thread-safe.
 #pragma once
@@ -14,9 +17,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "poller/config.h"
+#include "poller/run_status.h"
 
-namespace grpc {
-class Channel;
+namespace runnel::client {
+class BrokerClient;
 }
 
 namespace prometheus {
@@ -29,41 +33,21 @@ class Function;
 
 namespace runnel::poller {
 
+class CheckpointClient;
+class StreamSource;
+
 struct MappingRunnerOptions {
   MappingSpec spec;
   runtime::Function* function = nullptr;  // not owned; outlives the runner
-  std::shared_ptr<grpc::Channel> broker;  // where the stream and the checkpoints live
+  // Where the stream, the checkpoints and an on-failure stream live.
+  std::shared_ptr<client::BrokerClient> broker;
+  // Where the records come from; null: the stream on `broker`, read as spec.consumer says.
+  std::shared_ptr<StreamSource> source;
+  // Where the checkpoints are stored; null: in `broker`, under the mapping's id.
+  std::shared_ptr<CheckpointClient> checkpoints;
   std::string region = "us-east-1";
   // Where the mapping's runnel_poller_* metrics go (see poller/metrics.h); null: not exposed.
   std::shared_ptr<prometheus::Registry> metrics;
-};
-
-// A batch being invoked, or waiting to be retried, right now.
-struct InFlightBatchStatus {
-  std::string first_sequence_number;
-  std::string last_sequence_number;
-  int records = 0;
-  int attempt = 0;  // of the invocation under way (1 = first)
-  absl::Time started = absl::InfinitePast();
-};
-
-// Where one shard of a running mapping stands (for `runnel mapping describe`).
-struct ShardRunStatus {
-  std::string shard_id;
-  // Every record up to and including it is done (written to the broker moments later).
-  std::string checkpoint;
-  int64_t millis_behind_latest = -1;  // at the last read; -1 before the first
-  std::vector<InFlightBatchStatus> in_flight;
-  int64_t buffered_records = 0;  // read, not yet done
-  std::string last_error;
-  absl::Time last_error_time = absl::InfinitePast();
-};
-
-struct MappingRunnerStatus {
-  std::vector<ShardRunStatus> shards;
-  // Lambda's LastProcessingResult: "No records processed", "OK" or
-  // "PROBLEM: Function call failed" (the outcome of the last invocation).
-  std::string last_processing_result;
 };
 
 class MappingRunner {

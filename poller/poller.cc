@@ -1,6 +1,5 @@
 #include "poller/poller.h"
 
-#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,12 +8,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/broker_client.h"
 #include "common/status_macros.h"
-#include "poller/broker_calls.h"
 #include "poller/mapping_controller.h"
 #include "poller/mapping_runner.h"
 #include "runnel/runtime/function.h"
-#include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::poller {
@@ -72,7 +70,8 @@ absl::StatusOr<std::string> FindPlugin(const std::string& plugin,
 class Poller::Impl {
  public:
   explicit Impl(PollerOptions options)
-      : options_(std::move(options)), stub_(v1::StreamBroker::NewStub(options_.broker)) {}
+      : options_(std::move(options)),
+        broker_(std::make_shared<client::BrokerClient>(options_.broker)) {}
 
   absl::Status Init() {
     const Config& config = options_.config;
@@ -117,7 +116,7 @@ class Poller::Impl {
       }
     }
     MappingControllerOptions controller_options;
-    controller_options.broker = options_.broker;
+    controller_options.broker = broker_;
     controller_options.region = options_.region;
     controller_options.metrics = options_.metrics;
     controller_options.config_directory = config.directory;
@@ -161,14 +160,9 @@ class Poller::Impl {
   // Kinesis-style streams are created with their shard count and retention; an existing stream
   // with another shard count is refused rather than silently consumed differently.
   absl::Status EnsureStream(const StreamSpec& stream, bool is_destination = false) {
-    v1::DescribeStreamSummaryRequest describe;
-    describe.set_stream_name(stream.name);
-    v1::DescribeStreamSummaryResponse summary;
-    grpc::ClientContext context;
-    SetDeadline(context, kBrokerRpcTimeout);
-    grpc::Status status = stub_->DescribeStreamSummary(&context, describe, &summary);
-    if (status.ok()) {
-      const int shards = summary.stream_description_summary().open_shard_count();
+    auto summary = broker_->DescribeStreamSummary(stream.name);
+    if (summary.ok()) {
+      const int shards = summary->open_shard_count();
       if (shards != stream.shards && !is_destination) {
         return absl::FailedPreconditionError(
             absl::StrCat(stream.where.ToString(), ": stream ", stream.name, " exists with ", shards,
@@ -177,8 +171,8 @@ class Poller::Impl {
       }
       return absl::OkStatus();
     }
-    if (status.error_code() != grpc::StatusCode::NOT_FOUND) {
-      return FromGrpc(status, absl::StrCat("stream ", stream.name));
+    if (!absl::IsNotFound(summary.status())) {
+      return client::WithContext(summary.status(), absl::StrCat("stream ", stream.name));
     }
     if (!options_.create_streams && !is_destination) {
       return absl::NotFoundError(absl::StrCat(stream.where.ToString(), ": stream ", stream.name,
@@ -189,18 +183,15 @@ class Poller::Impl {
     create.set_stream_name(stream.name);
     create.set_shard_count(stream.shards);
     create.set_retention_period_hours(stream.retention_hours);
-    v1::CreateStreamResponse created;
-    grpc::ClientContext create_context;
-    SetDeadline(create_context, kBrokerRpcTimeout);
-    status = stub_->CreateStream(&create_context, create, &created);
-    if (!status.ok() && status.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
-      return FromGrpc(status, absl::StrCat("create stream ", stream.name));
+    auto created = broker_->CreateStream(create);
+    if (!created.ok() && !absl::IsAlreadyExists(created.status())) {
+      return client::WithContext(created.status(), absl::StrCat("create stream ", stream.name));
     }
     return absl::OkStatus();
   }
 
   PollerOptions options_;
-  std::unique_ptr<v1::StreamBroker::Stub> stub_;
+  std::shared_ptr<client::BrokerClient> broker_;
   std::map<std::string, std::unique_ptr<runtime::Function>> functions_;
   // Declared after functions_, so runners stop before the functions they call go away.
   std::unique_ptr<MappingController> controller_;

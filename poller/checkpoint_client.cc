@@ -1,0 +1,145 @@
+#include "poller/checkpoint_client.h"
+
+#include "client/broker_client.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace runnel::poller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t));
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
+
+StoredCheckpoint FromProto(const v1::Checkpoint& checkpoint) {
+  StoredCheckpoint out;
+  out.shard_id = checkpoint.shard_id();
+  out.sequence_number = checkpoint.sequence_number();
+  out.update_time = FromProto(checkpoint.update_time());
+  out.lease.shard_id = checkpoint.shard_id();
+  out.lease.owner = checkpoint.lease_owner();
+  if (!checkpoint.lease_owner().empty()) out.lease.expiry = FromProto(checkpoint.lease_expiry());
+  return out;
+}
+
+v1::ShardIteratorType IteratorType(StreamPosition::Kind kind) {
+  switch (kind) {
+    case StreamPosition::Kind::kLatest:
+      return v1::LATEST;
+    case StreamPosition::Kind::kAtTimestamp:
+      return v1::AT_TIMESTAMP;
+    case StreamPosition::Kind::kAtSequenceNumber:
+      return v1::AT_SEQUENCE_NUMBER;
+    case StreamPosition::Kind::kAfterSequenceNumber:
+      return v1::AFTER_SEQUENCE_NUMBER;
+    default:
+      return v1::TRIM_HORIZON;
+  }
+}
+
+class BrokerCheckpointClient : public CheckpointClient {
+ public:
+  BrokerCheckpointClient(std::shared_ptr<client::BrokerClient> broker, std::string consumer_name,
+                         std::string stream)
+      : broker_(std::move(broker)),
+        consumer_name_(std::move(consumer_name)),
+        stream_(std::move(stream)) {}
+
+  absl::StatusOr<std::vector<StoredCheckpoint>> ListCheckpoints() override {
+    v1::ListCheckpointsRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    auto response = broker_->ListCheckpoints(request);
+    if (!response.ok()) return response.status();
+    std::vector<StoredCheckpoint> out;
+    for (const v1::Checkpoint& checkpoint : response->checkpoints()) {
+      out.push_back(FromProto(checkpoint));
+    }
+    return out;
+  }
+
+  absl::StatusOr<StoredCheckpoint> GetCheckpoint(const std::string& shard_id) override {
+    v1::GetCheckpointRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(shard_id);
+    auto response = broker_->GetCheckpoint(request);
+    if (!response.ok()) return response.status();
+    return FromProto(response->checkpoint());
+  }
+
+  absl::Status SetCheckpoint(const std::string& shard_id, const std::string& sequence_number,
+                             const ShardLease* fence) override {
+    v1::SetCheckpointRequest request = Request(shard_id);
+    request.set_sequence_number(sequence_number);
+    if (fence != nullptr) {
+      // By owner: refused while another owner holds an unexpired lease. The lease is written
+      // with what is left of it, so the write does not extend it.
+      request.set_lease_owner(fence->owner);
+      *request.mutable_lease_duration() =
+          ToProto(std::max(fence->expiry - absl::Now(), absl::Milliseconds(1)));
+    }
+    return broker_->SetCheckpoint(request).status();
+  }
+
+  absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
+                                                   const StreamPosition& position) override {
+    v1::SetCheckpointRequest request = Request(shard_id);
+    request.mutable_position()->set_type(IteratorType(position.kind));
+    request.mutable_position()->set_sequence_number(position.sequence_number);
+    if (position.kind == StreamPosition::Kind::kAtTimestamp) {
+      *request.mutable_position()->mutable_timestamp() =
+          TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(position.timestamp));
+    }
+    auto response = broker_->SetCheckpoint(request);
+    if (!response.ok()) return response.status();
+    return FromProto(response->checkpoint());
+  }
+
+  absl::StatusOr<ShardLease> TakeLease(const std::string& shard_id, const std::string& owner,
+                                       absl::Duration duration) override {
+    v1::SetCheckpointRequest request = Request(shard_id);
+    request.set_lease_owner(owner);
+    *request.mutable_lease_duration() = ToProto(duration);
+    auto response = broker_->SetCheckpoint(request);
+    if (!response.ok()) return response.status();
+    return FromProto(response->checkpoint()).lease;
+  }
+
+  absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease, absl::Duration duration) override {
+    return TakeLease(lease.shard_id, lease.owner, duration);
+  }
+
+  absl::Status ReleaseLease(const ShardLease& lease) override {
+    return absl::UnimplementedError("the broker cannot release a lease yet (shard " +
+                                    lease.shard_id + ")");
+  }
+
+ private:
+  v1::SetCheckpointRequest Request(const std::string& shard_id) const {
+    v1::SetCheckpointRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(shard_id);
+    return request;
+  }
+
+  const std::shared_ptr<client::BrokerClient> broker_;
+  const std::string consumer_name_;
+  const std::string stream_;
+};
+
+}  // namespace
+
+std::unique_ptr<CheckpointClient> MakeBrokerCheckpointClient(
+    std::shared_ptr<client::BrokerClient> broker, std::string consumer_name, std::string stream) {
+  return std::make_unique<BrokerCheckpointClient>(std::move(broker), std::move(consumer_name),
+                                                  std::move(stream));
+}
+
+}  // namespace runnel::poller

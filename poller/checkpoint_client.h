@@ -1,0 +1,90 @@
+// Where one mapping's checkpoints and shard leases are stored, as the poller sees it: the only
+// way the runner reads or moves a checkpoint, and (for a poller fleet) takes, renews and releases
+// the lease that makes one poller the owner of a shard. Checkpoints and leases live in the
+// broker (like the KCL's lease table), also when the records come from elsewhere, so this is an
+// interface of its own beside the record source: the broker-backed implementation below speaks
+// gRPC, and tests use a scripted fake to enumerate failures, orders and restarts.
+//
+// A lease is (owner, epoch, expiry) per shard; the epoch grows on every change of owner, and a
+// checkpoint write fenced by a lease is refused (FAILED_PRECONDITION) once that lease is no
+// longer the shard's current one, so that a poller that lost a shard cannot move its
+// checkpoint.
+//
+// Implementations are thread-safe: the runner's checkpoint writer and its start-up call them
+// from different threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "poller/record_source.h"
+
+namespace runnel::client {
+class BrokerClient;
+}
+
+namespace runnel::poller {
+
+// Who may process a shard until when.
+struct ShardLease {
+  std::string shard_id;
+  std::string owner;  // "" : nobody
+  int64_t epoch = 0;  // grows on every change of owner
+  absl::Time expiry = absl::InfinitePast();
+};
+
+// A shard's stored checkpoint: every record up to and including `sequence_number` is done.
+struct StoredCheckpoint {
+  std::string shard_id;
+  std::string sequence_number;  // "" : no position yet (only a lease)
+  absl::Time update_time = absl::InfinitePast();
+  ShardLease lease;
+};
+
+class CheckpointClient {
+ public:
+  virtual ~CheckpointClient() = default;
+
+  // Every stored checkpoint of the mapping on its stream (shards without one are absent).
+  virtual absl::StatusOr<std::vector<StoredCheckpoint>> ListCheckpoints() = 0;
+  // NOT_FOUND when the shard has none.
+  virtual absl::StatusOr<StoredCheckpoint> GetCheckpoint(const std::string& shard_id) = 0;
+
+  // Stores `sequence_number` as the shard's checkpoint. With `fence`, only while that lease
+  // (owner and epoch) is still the shard's: FAILED_PRECONDITION otherwise, and nothing moves.
+  virtual absl::Status SetCheckpoint(const std::string& shard_id,
+                                     const std::string& sequence_number,
+                                     const ShardLease* fence = nullptr) = 0;
+  // Stores the checkpoint just before `position` as the store resolves it at the moment of the
+  // write (LATEST: the next record to be put), so that reading after the stored checkpoint reads
+  // from exactly `position`. Returns what was stored.
+  virtual absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
+                                                           const StreamPosition& position) = 0;
+
+  // Takes the shard's lease for `owner` for `duration`: FAILED_PRECONDITION while another owner
+  // holds an unexpired one. A new owner gets the next epoch.
+  virtual absl::StatusOr<ShardLease> TakeLease(const std::string& shard_id,
+                                               const std::string& owner,
+                                               absl::Duration duration) = 0;
+  // Extends a held lease to `duration` from now: FAILED_PRECONDITION when it was lost.
+  virtual absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease,
+                                                absl::Duration duration) = 0;
+  // Gives a held lease up, so another owner may take the shard at once.
+  virtual absl::Status ReleaseLease(const ShardLease& lease) = 0;
+};
+
+// The checkpoints of consumer `consumer_name` (a mapping's id) on `stream`, stored in the broker
+// behind `broker`.
+//
+// Until the broker stores lease epochs, leases there are by owner only: epochs read as 0, a fence
+// refuses a write only when another owner holds an unexpired lease, and ReleaseLease is
+// UNIMPLEMENTED.
+std::unique_ptr<CheckpointClient> MakeBrokerCheckpointClient(
+    std::shared_ptr<client::BrokerClient> broker, std::string consumer_name, std::string stream);
+
+}  // namespace runnel::poller

@@ -1,0 +1,136 @@
+#include "poller/shard_reader.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "poller/backoff.h"
+#include "poller/filter.h"
+#include "poller/lane.h"
+#include "poller/metrics.h"
+#include "poller/shard_progress.h"
+#include "spdlog/spdlog.h"
+
+namespace runnel::poller {
+
+uint64_t LaneHash(std::string_view key) {
+  uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : key) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+StreamPosition MappingStartingPosition(const MappingSpec& spec) {
+  StreamPosition position;
+  switch (spec.starting_position) {
+    case StartingPosition::kLatest:
+      position.kind = StreamPosition::Kind::kLatest;
+      break;
+    case StartingPosition::kAtTimestamp:
+      position.kind = StreamPosition::Kind::kAtTimestamp;
+      position.timestamp = spec.starting_position_timestamp;
+      break;
+    default:
+      position.kind = StreamPosition::Kind::kTrimHorizon;
+  }
+  return position;
+}
+
+ShardReader::ShardReader(const MappingSpec* spec, std::unique_ptr<RecordSource> source,
+                         std::string checkpoint, const FilterSet* filters, std::vector<Lane*> lanes,
+                         ShardProgress* progress, ShardMetrics* metrics)
+    : spec_(*spec),
+      source_(std::move(source)),
+      filters_(*filters),
+      lanes_(std::move(lanes)),
+      progress_(*progress),
+      metrics_(*metrics),
+      resume_after_(std::move(checkpoint)) {}
+
+void ShardReader::RequestStop() {
+  stopping_ = true;
+  source_->Cancel();
+}
+
+void ShardReader::Run() {
+  bool positioned = false;
+  absl::Duration backoff = absl::ZeroDuration();
+  auto back_off = [&] {
+    backoff = NextBackoff(backoff);
+    const absl::Time until = absl::Now() + backoff;
+    while (!stopping_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+  };
+  while (!stopping_) {
+    if (!positioned) {
+      // After the last record handed out, else after the checkpoint, else the mapping's
+      // starting position.
+      absl::Status status =
+          source_->Seek(resume_after_.empty() ? MappingStartingPosition(spec_)
+                                              : StreamPosition::After(resume_after_));
+      if (!status.ok()) {
+        if (stopping_) break;
+        spdlog::warn("cannot position the reader: {}", std::string(status.message()));
+        progress_.NoteError(std::string(status.message()));
+        back_off();
+        continue;
+      }
+      positioned = true;
+    }
+    const size_t room = progress_.WaitForRoom(absl::Seconds(1));
+    if (room == 0) continue;
+    absl::StatusOr<SourceRead> read = source_->Read(room);
+    if (!read.ok()) {
+      if (stopping_) break;
+      spdlog::warn("read failed ({}); repositioning after {}", std::string(read.status().message()),
+                   resume_after_.empty() ? "the starting position" : resume_after_);
+      progress_.NoteError(std::string(read.status().message()));
+      positioned = false;
+      back_off();
+      continue;
+    }
+    backoff = absl::ZeroDuration();
+    progress_.SetMillisBehindLatest(read->millis_behind_latest);
+    Dispatch(std::move(read->records));
+    // Resharding does not exist yet: a shard that ends is positioned again after its last
+    // record (a later issue follows read->child_shards).
+    if (read->shard_ended) positioned = false;
+  }
+}
+
+void ShardReader::Dispatch(std::vector<SourceRecord> records) {
+  if (records.empty()) return;
+  resume_after_ = records.back().sequence_number;
+  const absl::Time now = absl::Now();
+  // The lane of each record, or -1 when no filter lets it through: such a record is not
+  // invoked and counts as processed (B.10).
+  std::vector<int> lane_of(records.size());
+  bool filtered = false;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!filters_.empty() && !filters_.Matches(records[i].data)) {
+      lane_of[i] = -1;
+      filtered = true;
+    } else {
+      lane_of[i] = static_cast<int>(LaneHash(records[i].partition_key) % lanes_.size());
+    }
+  }
+  metrics_.records_polled->Increment(static_cast<double>(records.size()));
+  if (filtered) {
+    metrics_.records_filtered->Increment(
+        static_cast<double>(std::count(lane_of.begin(), lane_of.end(), -1)));
+  }
+  const uint64_t first_ordinal = next_ordinal_;
+  next_ordinal_ += records.size();
+  progress_.Dispatched(first_ordinal, records, lane_of);
+  std::vector<std::vector<QueuedRecord>> by_lane(lanes_.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (lane_of[i] < 0) continue;
+    by_lane[static_cast<size_t>(lane_of[i])].push_back(
+        {std::move(records[i]), first_ordinal + static_cast<uint64_t>(i)});
+  }
+  for (size_t l = 0; l < lanes_.size(); ++l) {
+    if (!by_lane[l].empty()) lanes_[l]->Add(std::move(by_lane[l]), now);
+  }
+}
+
+}  // namespace runnel::poller
