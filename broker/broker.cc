@@ -31,7 +31,7 @@ namespace runnel::broker {
 namespace fs = std::filesystem;
 using google::protobuf::util::TimeUtil;
 
-// Kinesis limits (reference A.4, A.9).
+// Kinesis limits (docs/aws-semantics.md#limits, #retention).
 inline constexpr int kMaxRecordsPerPut = 500;
 inline constexpr size_t kMaxPutRecordsBytes = 5u << 20;
 inline constexpr size_t kMaxRecordBytes = 1u << 20;  // data + partition key

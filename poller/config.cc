@@ -38,7 +38,8 @@ std::string SourceLocation::ToString() const { return absl::StrCat(file, ":", li
 
 namespace {
 
-// Lambda's and Kinesis's limits (reference B.1 and A), in the YAML's units.
+// Lambda's and Kinesis's limits, in the YAML's units (docs/aws-semantics.md#mapping-settings,
+// #limits).
 constexpr int kMaxShards = 1024;  // the broker's limit per stream
 constexpr int kMinRetentionHours = 24;
 constexpr int kMaxRetentionHours = 8760;

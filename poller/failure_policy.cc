@@ -199,8 +199,9 @@ void FailurePolicy::OnResult(const runtime::InvokeResult& result) {
         outcome = Outcome::kSuccess;
         break;
       }
-      // B.7: every identifier must name a record of this invocation; one that does not (empty,
-      // unknown, from another range) fails the whole invocation.
+      // Every identifier must name a record of this invocation; one that does not (empty,
+      // unknown, from another range) fails the whole invocation
+      // (docs/aws-semantics.md#partial-batch-responses).
       bool valid = true;
       for (const std::string& id : result.batch_item_failures) {
         size_t found = end;

@@ -1,9 +1,10 @@
 // The failure policy of one lane's batch: Lambda's retry, record-age, bisect and
-// ReportBatchItemFailures rules (reference B.6, B.7, B.11) as a pure state machine. It decides
-// which records to invoke next, which are done, which are discarded (and with what on-failure
-// metadata) and how long to back off; the caller does the invoking, the waiting, the
-// dead-letter writes and the checkpointing. No I/O, no threads, no clock of its own (the caller
-// passes `now_ms`), so every rule is tested by driving it with a scripted handler.
+// ReportBatchItemFailures rules (docs/aws-semantics.md#retries, #record-age, #bisect,
+// #partial-batch-responses) as a pure state machine. It decides which records to invoke next,
+// which are done, which are discarded (and with what on-failure metadata) and how long to back
+// off; the caller does the invoking, the waiting, the dead-letter writes and the checkpointing.
+// No I/O, no threads, no clock of its own (the caller passes `now_ms`), so every rule is tested
+// by driving it with a scripted handler.
 //
 // Driving it (one FailurePolicy per batch the lane's batcher hands out):
 //
@@ -33,8 +34,8 @@
 //   batch-item-failures response (an empty identifier or one that is not a sequence number of
 //   the invoked records). Or a partial failure: a valid batch-item-failures response naming at
 //   least one record. kUnavailable (the handler never ran) is neither: it is retried after the
-//   back-off without counting toward N and without bisecting (B.6: invocation failures before
-//   the function runs do not count).
+//   back-off without counting toward N and without bisecting (invocation failures before the
+//   function runs do not count: docs/aws-semantics.md#function-errors).
 //
 // * The retry counter belongs to a range of records (a "segment"): the batch starts as one
 //   segment with count 0. Each function error or partial failure of a segment adds one, and
@@ -47,28 +48,30 @@
 //   retried as is: the segment is split into [begin, mid) and [mid, end) with
 //   mid = begin + size / 2 (the first half is the smaller when the size is odd), the first
 //   half is invoked first, and EACH HALF STARTS WITH A FRESH COUNT OF 0. Why fresh: "splitting
-//   does not use up retries" (B.6) is only true if halving never consumes the quota; with
-//   inherited counts a batch of 8 with N = 2 would be discarded whole after three halvings,
-//   good records and all, which defeats the point of bisecting. With fresh counts a batch
-//   always reaches single records before the counter decides, so exactly the poison records
-//   are discarded, each after N + 1 invocations of itself alone (plus the log2(size)
-//   invocations of the ranges that contained it on the way down). This is also the Yulin
-//   emulator's behaviour. Splitting happens whatever N is, -1 and 0 included.
+//   does not use up retries" (docs/aws-semantics.md#bisect) is only true if halving never
+//   consumes the quota; with inherited counts a batch of 8 with N = 2 would be discarded
+//   whole after three halvings, good records and all, which defeats the point of bisecting.
+//   With fresh counts a batch always reaches single records before the counter decides, so
+//   exactly the poison records are discarded, each after N + 1 invocations of itself alone
+//   (plus the log2(size) invocations of the ranges that contained it on the way down). This
+//   is also the Yulin emulator's behaviour. Splitting happens whatever N is, -1 and 0
+//   included.
 //
 // * report_batch_item_failures: kSuccess, or kBatchItemFailures with no identifiers, is
 //   success. Otherwise every identifier must be non-empty and name a record of the invoked
 //   range, else the whole invocation is a function error (it counts, and bisects when bisect
-//   is on: B.6 lists the invalid response as a function error). A valid response at lowest
-//   record k (the lowest sequence number, which in shard order is the lowest index) makes
-//   [begin, k) Done, and the segment continues as [k, end) with its count plus one (a partial
-//   failure is a failed attempt: B.7 observed approximateInvokeCount reaching N + 1 and the
-//   discard covering "the records from the checkpoint onward"). With bisect on, "a partial
-//   response splits at the reported record" (B.7) is exactly this: the split point is the
-//   reported record instead of the middle, the part before it is done, the remainder is
-//   retried. The remainder KEEPS the count (unlike a bisect half) because the handler already
-//   isolated the failing record, so there is nothing left for halving to find, and because a
-//   handler that keeps reporting the same record must run out of retries. A function error on
-//   that remainder bisects it as usual.
+//   is on: AWS counts an invalid response as a function error,
+//   docs/aws-semantics.md#function-errors). A valid response at lowest record k (the lowest
+//   sequence number, which in shard order is the lowest index) makes [begin, k) Done, and the
+//   segment continues as [k, end) with its count plus one (a partial failure is a failed
+//   attempt: on AWS approximateInvokeCount reaches N + 1 and the discard covers the records
+//   from the lowest reported one onward, docs/aws-semantics.md#partial-batch-responses). With
+//   bisect on, "a partial response splits at the reported record" is exactly this: the split
+//   point is the reported record instead of the middle, the part before it is done, the
+//   remainder is retried. The remainder KEEPS the count (unlike a bisect half) because the
+//   handler already isolated the failing record, so there is nothing left for halving to
+//   find, and because a handler that keeps reporting the same record must run out of
+//   retries. A function error on that remainder bisects it as usual.
 //   Without report_batch_item_failures, kBatchItemFailures is success (Lambda ignores the
 //   response).
 //
@@ -89,7 +92,8 @@
 //   streak (progress: no reason to hold back the records after it), and so does a
 //   retries-exhausted discard (the next records have not failed yet).
 //
-// * Discard metadata (for the B.8 record): approximate_invoke_count is the segment's count;
+// * Discard metadata (for the on-failure record, docs/aws-semantics.md#on-failure-record):
+//   approximate_invoke_count is the segment's count;
 //   last_response is the last response that covered these records: kFunctionError
 //   (functionError "Unhandled"), kPartialFailure (functionError null, as AWS observed), or
 //   kNone when the records never reached the function (age-expired before any invocation, or
@@ -131,7 +135,7 @@ struct PolicyRecord {
 };
 
 enum class DiscardCondition { kRetryAttemptsExhausted, kRecordAgeExceeded };
-// "RetryAttemptsExhausted" / "RecordAgeExceeded" (the B.8 spelling).
+// "RetryAttemptsExhausted" / "RecordAgeExceeded" (docs/aws-semantics.md#on-failure-record).
 std::string_view DiscardConditionName(DiscardCondition condition);
 
 // The last response covering some records, for the on-failure record's responseContext.

@@ -1,6 +1,7 @@
-// Writing and reading the on-failure record (B.8 + payload), with RapidJSON. The payload is
-// written by the handler SDK's Event::ToJson so that it is byte for byte the event a handler
-// receives, and read back with the runtime's ParseKinesisEventJson.
+// Writing and reading the on-failure record (docs/aws-semantics.md#on-failure-record, plus the
+// payload), with RapidJSON. The payload is written by the handler SDK's Event::ToJson so that it is
+// byte for byte the event a handler receives, and read back with the runtime's
+// ParseKinesisEventJson.
 #include "poller/failure_record.h"
 
 #include <rapidjson/document.h>

@@ -1,8 +1,9 @@
-// Lambda's on-failure invocation record for Kinesis (reference B.8), written when the failure
-// policy discards records, plus what AWS gives only to S3 destinations: a `payload` holding the
-// discarded records themselves, so that `runnel dlq show` can decode them and `runnel dlq
-// redrive` can put them back without the source stream still having them. ParseFailureRecord
-// reads it back (for the dlq commands); it also accepts AWS's own records (no payload).
+// Lambda's on-failure invocation record for Kinesis (docs/aws-semantics.md#on-failure-record),
+// written when the failure policy discards records, plus what AWS gives only to S3 destinations: a
+// `payload` holding the discarded records themselves, so that `runnel dlq show` can decode them and
+// `runnel dlq redrive` can put them back without the source stream still having them.
+// ParseFailureRecord reads it back (for the dlq commands); it also accepts AWS's own records (no
+// payload).
 //
 // The JSON, key for key in AWS's order:
 //   {"requestContext":{"requestId","functionArn","condition","approximateInvokeCount"},
@@ -12,13 +13,14 @@
 //      "approximateArrivalOfFirstRecord","approximateArrivalOfLastRecord","batchSize",
 //      "streamArn"},
 //    "payload":{"Records":[...]}}
-// `payload` is a nested object (as LocalStack writes it, B.8 [?]) holding exactly the event the
-// function received for these records (Event::ToJson's bytes: data base64, arrival in epoch
-// seconds with milliseconds), so a consumer can feed it straight back to a handler.
+// `payload` is a nested object (as LocalStack writes it; AWS documents S3's less precisely:
+// docs/aws-semantics.md#on-failure-record) holding exactly the event the function received for
+// these records (Event::ToJson's bytes: data base64, arrival in epoch seconds with milliseconds),
+// so a consumer can feed it straight back to a handler.
 //
 // responseContext:
 // * records whose last invocation failed with a function error: 200, "$LATEST", "Unhandled"
-//   (the Invoke status is 200 even for function errors, B.8);
+//   (the Invoke status is 200 even for function errors: docs/aws-semantics.md#on-failure-record);
 // * records whose last invocation was a partial batch failure: 200, "$LATEST", null (as AWS
 //   observed);
 // * records that never reached the function (too old before their first invocation, or the

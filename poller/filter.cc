@@ -1,9 +1,10 @@
 // Compiles EventBridge-style filter patterns (Lambda FilterCriteria for Kinesis) into a small tree
 // of matchers and matches record data against them. See filter.h for the supported syntax.
 //
-// JSON is read with RapidJSON's SAX reader into a tree of our own rather than a rapidjson
-// Document because exact matching compares numbers by their written form (300 ≠ 300.0, B.10),
-// which a Document forgets; numbers are kept as text and converted only for `numeric`.
+// JSON is read with RapidJSON's SAX reader into a tree of our own rather than a rapidjson Document
+// because exact matching compares numbers by their written form (300 ≠ 300.0:
+// docs/aws-semantics.md#filters), which a Document forgets; numbers are kept as text and converted
+// only for `numeric`.
 #include "poller/filter.h"
 
 #include <rapidjson/error/en.h>

@@ -1,6 +1,7 @@
-// Lambda's FilterCriteria for Kinesis (reference B.10): EventBridge-style patterns matched against
-// the JSON in a record's data. A mapping's filters are compiled once when it starts; matching
-// then parses each record's data once and walks the compiled patterns, never the pattern text.
+// Lambda's FilterCriteria for Kinesis (docs/aws-semantics.md#filters): EventBridge-style patterns
+// matched against the JSON in a record's data. A mapping's filters are compiled once when it
+// starts; matching then parses each record's data once and walks the compiled patterns, never the
+// pattern text.
 //
 // Supported pattern syntax (everything Lambda documents for Kinesis):
 //   {"data": {"order": {"type": ["buy", "sell"]}}}   exact values: strings, numbers, true/false,

@@ -103,7 +103,7 @@ void ShardReader::Dispatch(std::vector<SourceRecord> records) {
   resume_after_ = records.back().sequence_number;
   const absl::Time now = absl::Now();
   // The lane of each record, or -1 when no filter lets it through: such a record is not
-  // invoked and counts as processed (B.10).
+  // invoked and counts as processed (docs/aws-semantics.md#filters).
   std::vector<int> lane_of(records.size());
   bool filtered = false;
   for (size_t i = 0; i < records.size(); ++i) {

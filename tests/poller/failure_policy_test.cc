@@ -1,7 +1,8 @@
 // The failure policy, driven by scripted handlers: the exact sequence of invocations, waits,
-// completions and discards for every rule of B.6/B.7 (retries, bisect, record age, partial
-// batch responses valid and invalid, unavailable handlers), and invariants (every record leaves
-// exactly once, in order) over many generated cases. No clock, no threads: the test owns `now`.
+// completions and discards for every rule of docs/aws-semantics.md (retries, bisect, record age,
+// partial batch responses valid and invalid, unavailable handlers), and invariants (every record
+// leaves exactly once, in order) over many generated cases. No clock, no threads: the test owns
+// `now`.
 #include "poller/failure_policy.h"
 
 #include <functional>
@@ -327,7 +328,7 @@ TEST(FailurePolicyTest, TransientErrorRecovers) {
                                        "invoke [0,4) #3", "done [0,4)"));
 }
 
-// Every kind of function error counts toward the retries (B.6).
+// Every kind of function error counts toward the retries (docs/aws-semantics.md#function-errors).
 TEST(FailurePolicyTest, EveryFunctionErrorCounts) {
   for (InvokeStatus status :
        {InvokeStatus::kFunctionError, InvokeStatus::kTimeout, InvokeStatus::kCrash,
@@ -500,7 +501,7 @@ TEST(FailurePolicyTest, RecordAgeExpiresWhileBisecting) {
                           "discard [2,4) RecordAgeExceeded count=0 Unhandled"));
 }
 
-// --- ReportBatchItemFailures (B.7) ---------------------------------------------------------------
+// --- ReportBatchItemFailures (docs/aws-semantics.md#partial-batch-responses) ---------------------
 
 TEST(FailurePolicyTest, PartialFailureCheckpointsAndRetriesFromTheReportedRecord) {
   LaneRun run(Options(2, false, /*report=*/true), 8);
@@ -584,8 +585,9 @@ TEST(FailurePolicyTest, PartialFailuresMovingForward) {
                           "discard [7,8) RetryAttemptsExhausted count=3 partial"));
 }
 
-// B.7's success cases as runnel receives them: a plain success, or an empty list (null, {},
-// "" and a missing payload all reach the poller as one of these).
+// The success cases of docs/aws-semantics.md#partial-batch-responses as runnel receives them: a
+// plain success, or an empty list (null, {}, "" and a missing payload all reach the poller as one
+// of these).
 TEST(FailurePolicyTest, EmptyItemFailuresAreSuccess) {
   for (InvokeResult result : {Ok(), ItemFailures({})}) {
     LaneRun run(Options(0, true, true), 4);
@@ -594,9 +596,9 @@ TEST(FailurePolicyTest, EmptyItemFailuresAreSuccess) {
   }
 }
 
-// B.7's failure cases: an empty identifier, one that is not in the batch (alone or next to a
-// valid one); null identifiers, misspelled keys and wrong types reach the poller as
-// kInvalidResponse. Each fails the whole batch and counts.
+// The failure cases of docs/aws-semantics.md#partial-batch-responses: an empty identifier, one that
+// is not in the batch (alone or next to a valid one); null identifiers, misspelled keys and wrong
+// types reach the poller as kInvalidResponse. Each fails the whole batch and counts.
 TEST(FailurePolicyTest, InvalidItemFailuresFailTheWholeBatch) {
   const std::vector<std::vector<std::string>> cases = {{""},         {"999"},          {Seq(2), ""},
                                                        {"", Seq(2)}, {Seq(2), "nope"}, {"123"}};

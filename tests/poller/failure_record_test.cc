@@ -1,6 +1,6 @@
-// The on-failure record (B.8 + payload): exact JSON for known input in AWS's key order, the
-// responseContext for each kind of last response, and the round trip through the parser that
-// the dlq commands rely on.
+// The on-failure record (docs/aws-semantics.md#on-failure-record, plus the payload): exact JSON for
+// known input in AWS's key order, the responseContext for each kind of last response, and the round
+// trip through the parser that the dlq commands rely on.
 #include "poller/failure_record.h"
 
 #include <string>

@@ -1,5 +1,6 @@
-// Filter patterns (Lambda FilterCriteria for Kinesis, reference B.10): every operator matching and
-// not matching, array semantics, non-JSON data, and malformed patterns refused with a reason.
+// Filter patterns (Lambda FilterCriteria for Kinesis, docs/aws-semantics.md#filters): every
+// operator matching and not matching, array semantics, non-JSON data, and malformed patterns
+// refused with a reason.
 #include "poller/filter.h"
 
 #include <gmock/gmock.h>
@@ -57,7 +58,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{R"({"data":{"type":["buy"]}})", R"({"type":"BUY"})", false},
         Case{R"({"data":{"type":["buy"]}})", R"({"other":"buy"})", false},
         Case{R"({"data":{"type":["buy"]}})", R"({})", false},
-        // Numbers by their written form (B.10: 300 ≠ 300.0), and never equal to strings.
+        // Numbers by their written form (docs/aws-semantics.md#filters: 300 ≠ 300.0), and never
+        // equal to strings.
         Case{R"({"data":{"n":[300]}})", R"({"n":300})", true},
         Case{R"({"data":{"n":[300]}})", R"({"n":300.0})", false},
         Case{R"({"data":{"n":[300.0]}})", R"({"n":300.0})", true},

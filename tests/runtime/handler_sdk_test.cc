@@ -35,7 +35,7 @@ static_assert(offsetof(runnel_handler_api, abi_version) == 0 &&
 
 runnel_bytes B(std::string_view s) { return runnel_bytes{s.data(), s.size()}; }
 
-// An event over `records`, with the fields of the B.4 example.
+// An event over `records`, with the fields of the example in docs/aws-semantics.md#event.
 runnel_event MakeEvent(const std::vector<runnel_record>& records) {
   runnel_event event{};
   event.records = records.data();
