@@ -1,11 +1,16 @@
 // On-failure destinations: where a mapping records the batches it discards (retries exhausted,
 // or records too old), before its checkpoint moves past them. `stream:NAME` puts each failure
 // record into a runnel stream; `file:PATH` appends it as one JSON line and fsyncs. A write that
-// fails is reported, and the lane retries it: a discarded record is never dropped silently.
+// fails is reported, and the lane retries it: a discarded record is never dropped silently. A
+// file always ends on a whole line before a write: what a failed or interrupted write left (a
+// partial line, on a full disk or after a crash) is cut before the next one.
 //
 // Thread-safe.
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +38,13 @@ class FailureDestination {
 // `broker` is used for stream destinations.
 absl::StatusOr<std::unique_ptr<FailureDestination>> MakeFailureDestination(
     const OnFailureDestination& spec, std::shared_ptr<client::BrokerClient> broker);
+
+// The file destination's system calls that tests replace (to fail a write after part of it).
+struct FileDestinationIo {
+  std::function<ssize_t(int fd, const void* data, size_t size)> write;  // empty: write(2)
+};
+std::unique_ptr<FailureDestination> MakeFileDestination(std::string path,
+                                                        FileDestinationIo io = {});
 
 // Splits `record` into records whose JSON is at most `max_json_bytes`, each describing its part
 // of the discarded range (KinesisBatchInfo and payload), in order. A single record's part is
