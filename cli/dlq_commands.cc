@@ -14,6 +14,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -60,17 +61,40 @@ absl::StatusOr<Destination> ParseDestination(const std::string& text) {
 
 std::string RedriveMarkPath(const std::string& file) { return file + ".redriven"; }
 
+// How many lines of `path` a full redrive has done (0 without a mark). A mark that is not a line
+// number is an error, not 0: reading it as 0 would redrive everything again.
+absl::StatusOr<size_t> ReadRedriveMark(const std::string& path) {
+  auto mark = ReadFileToString(RedriveMarkPath(path));
+  if (!mark.ok()) {
+    if (absl::IsNotFound(mark.status())) return 0;
+    return mark.status();
+  }
+  size_t redriven = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*mark), &redriven)) {
+    return absl::DataLossError(absl::StrCat(
+        RedriveMarkPath(path), " is damaged: it should hold the number of the last line redriven, ",
+        "holds '", absl::CHexEscape(mark->substr(0, 40)), "'; put the right number in it (see ",
+        "`runnel dlq list file:", path, "`) or remove it to redrive everything again"));
+  }
+  return redriven;
+}
+
 absl::StatusOr<std::vector<Entry>> ReadFileEntries(const std::string& path) {
   ASSIGN_OR_RETURN(std::string contents, ReadFileToString(path));
-  size_t redriven = 0;
-  if (auto mark = ReadFileToString(RedriveMarkPath(path)); mark.ok()) {
-    (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(*mark), &redriven);
-  }
+  ASSIGN_OR_RETURN(const size_t redriven, ReadRedriveMark(path));
   std::vector<Entry> entries;
   size_t line_number = 0, start = 0;
   while (start < contents.size()) {
     size_t end = contents.find('\n', start);
-    if (end == std::string::npos) end = contents.size();
+    if (end == std::string::npos) {
+      // Only the end can be torn: a write that did not complete (never acknowledged, so the
+      // poller writes that record again, and cuts this before its next write).
+      std::fprintf(stderr,
+                   "runnel: %s:%zu: ignoring an unfinished last line of %zu bytes (a write that "
+                   "did not complete; the poller cuts it before its next write)\n",
+                   path.c_str(), line_number + 1, contents.size() - start);
+      break;
+    }
     ++line_number;
     if (end > start) {
       entries.push_back({std::to_string(line_number), "", contents.substr(start, end - start),
@@ -254,11 +278,16 @@ int List(const DlqOptions& options) {
     std::printf("%-28s %-24s %-22s %-22s %7s %6s %-8s %s\n", "ID", "DISCARDED", "CONDITION",
                 "SHARD", "RECORDS", "TRIES", "REDRIVEN", "FIRST SEQUENCE NUMBER");
   }
+  int corrupt = 0;
   for (const Entry& entry : entries) {
     auto record = poller::ParseFailureRecord(entry.json);
     if (!record.ok()) {
-      std::fprintf(stderr, "runnel: %s: entry %s is not a failure record: %s\n",
-                   options.destination.c_str(), entry.id.c_str(),
+      // One bad entry does not hide the others: list them all, then fail.
+      ++corrupt;
+      const std::string where = dest.is_stream
+                                    ? absl::StrCat(options.destination, ": record ", entry.id)
+                                    : absl::StrCat(dest.target, ":", entry.id);
+      std::fprintf(stderr, "runnel: %s: not a failure record: %s\n", where.c_str(),
                    std::string(record.status().message()).c_str());
       continue;
     }
@@ -271,6 +300,11 @@ int List(const DlqOptions& options) {
                   record->shard_id.c_str(), record->batch_size, record->approximate_invoke_count,
                   entry.redriven ? "yes" : "no", record->start_sequence_number.c_str());
     }
+  }
+  if (corrupt > 0) {
+    PrintError(absl::StrCat(options.destination, " is corrupt: ", corrupt, " of ", entries.size(),
+                            " entries are not failure records (named above)"));
+    return kExitError;
   }
   return kExitOk;
 }
@@ -390,7 +424,9 @@ int Redrive(const DlqOptions& options) {
     }
     auto record = poller::ParseFailureRecord(entry.json);
     if (!record.ok() || !record->has_payload) {
-      PrintError(absl::StrCat("entry ", entry.id, " has no records to redrive",
+      PrintError(absl::StrCat(dest.is_stream ? absl::StrCat(options.destination, ": record ")
+                                             : absl::StrCat(dest.target, ":"),
+                              entry.id, ": no records to redrive",
                               record.ok() ? "" : absl::StrCat(": ", record.status().message())));
       return kExitError;
     }
