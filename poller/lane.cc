@@ -34,7 +34,8 @@ class InFlight {
 
 }  // namespace
 
-Lane::Lane(const LaneContext* context, BatchingRules rules) : context_(*context), batcher_(rules) {}
+Lane::Lane(const LaneContext* context, int index, BatchingRules rules)
+    : context_(*context), index_(index), batcher_(rules) {}
 
 void Lane::Add(std::vector<QueuedRecord> records, absl::Time now) {
   absl::MutexLock lock(&mu_);
@@ -89,7 +90,8 @@ void Lane::Run() {
 }
 
 void Lane::MarkDone(const std::vector<QueuedRecord>& batch, size_t begin, size_t end) {
-  context_.progress->Completed(std::span<const QueuedRecord>(batch).subspan(begin, end - begin));
+  context_.progress->Completed(index_,
+                               std::span<const QueuedRecord>(batch).subspan(begin, end - begin));
 }
 
 bool Lane::SleepUntil(int64_t until_ms) {

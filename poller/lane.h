@@ -5,6 +5,9 @@
 // FailurePolicy's, a pure unit; this file does the I/O they ask for), marking records done in the
 // shard's progress as they are settled. At most one batch per lane is in flight.
 //
+// A stop lets the lane finish what it was handed: its read-ahead is bounded (see
+// poller/shard_progress.h), so that costs about one batch after the one in flight.
+//
 // Add and RequestStop are thread-safe; Run is the lane's own thread.
 #pragma once
 
@@ -50,7 +53,8 @@ struct LaneContext {
 
 class Lane {
  public:
-  Lane(const LaneContext* context, BatchingRules rules);
+  // `index`: the lane's number within its shard (what ShardProgress counts its read-ahead by).
+  Lane(const LaneContext* context, int index, BatchingRules rules);
 
   // Records of this lane, in shard order, joined the queue at `now`.
   void Add(std::vector<QueuedRecord> records, absl::Time now);
@@ -74,6 +78,7 @@ class Lane {
   void MarkDone(const std::vector<QueuedRecord>& batch, size_t begin, size_t end);
 
   const LaneContext& context_;
+  const int index_;
   std::atomic<bool> stop_requested_{false};
   absl::Mutex mu_;
   Batcher batcher_ ABSL_GUARDED_BY(mu_);

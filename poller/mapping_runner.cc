@@ -30,7 +30,7 @@ class ShardConsumer {
  public:
   ShardConsumer(const LaneContext& lane_context, const FilterSet* filters,
                 std::unique_ptr<RecordSource> source, std::string checkpoint,
-                std::function<void()> checkpoint_moved);
+                ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved);
 
   void Start();
   // Stops reading; the lanes finish the records already read (see Lane::Run), except batches
@@ -123,13 +123,10 @@ class MappingRunner::Impl {
 
 ShardConsumer::ShardConsumer(const LaneContext& lane_context, const FilterSet* filters,
                              std::unique_ptr<RecordSource> source, std::string checkpoint,
-                             std::function<void()> checkpoint_moved)
+                             ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved)
     : lane_context_(lane_context),
-      progress_(lane_context.shard_id, checkpoint,
-                static_cast<size_t>(std::clamp(
-                    2 * lane_context.spec->batch_size * lane_context.spec->parallelization_factor,
-                    10'000, 100'000)),
-                std::move(checkpoint_moved)),
+      progress_(lane_context.shard_id, checkpoint, lane_context.spec->parallelization_factor,
+                read_ahead, std::move(checkpoint_moved)),
       mapping_id_(lane_context.spec->Id()) {
   lane_context_.progress = &progress_;
   const MappingSpec& spec = *lane_context_.spec;
@@ -138,7 +135,7 @@ ShardConsumer::ShardConsumer(const LaneContext& lane_context, const FilterSet* f
   rules.window = spec.maximum_batching_window;
   std::vector<Lane*> lanes;
   for (int i = 0; i < spec.parallelization_factor; ++i) {
-    lanes_.push_back(std::make_unique<Lane>(&lane_context_, rules));
+    lanes_.push_back(std::make_unique<Lane>(&lane_context_, i, rules));
     lanes.push_back(lanes_.back().get());
   }
   reader_ = std::make_unique<ShardReader>(&spec, std::move(source), std::move(checkpoint), filters,
@@ -220,9 +217,9 @@ absl::Status MappingRunner::Impl::Init() {
     }
     lane_context.shard_id = shard.shard_id;
     lane_context.metrics = metrics_.ForShard(shard.shard_id);
-    shards_.push_back(std::make_unique<ShardConsumer>(lane_context, &filters_,
-                                                      source_->OpenShard(shard.shard_id),
-                                                      checkpoint, [this] { CheckpointMoved(); }));
+    shards_.push_back(std::make_unique<ShardConsumer>(
+        lane_context, &filters_, source_->OpenShard(shard.shard_id), checkpoint,
+        LaneReadAhead(spec, options_.read_ahead_batches), [this] { CheckpointMoved(); }));
   }
   return absl::OkStatus();
 }

@@ -46,6 +46,9 @@ struct MappingRunnerOptions {
   // Where the checkpoints are stored; null: in `broker`, under the mapping's id.
   std::shared_ptr<CheckpointClient> checkpoints;
   std::string region = "us-east-1";
+  // How many batches each lane may hold read ahead, its batch in flight included (see
+  // poller/shard_progress.h): what bounds memory, and what a stop waits for.
+  int read_ahead_batches = 2;
   // Where the mapping's runnel_poller_* metrics go (see poller/metrics.h); null: not exposed.
   std::shared_ptr<prometheus::Registry> metrics;
 };
@@ -58,8 +61,9 @@ class MappingRunner {
   // e.g. a disable and enable, before the first record is done).
   static absl::StatusOr<std::unique_ptr<MappingRunner>> Start(MappingRunnerOptions options);
 
-  // Stops reading, lets the lanes finish the records already read (invoked at once, without
-  // waiting for batching windows; a batch that fails is not retried but left for after a
+  // Stops reading, lets the lanes finish the records already handed to them (at most about two
+  // batches per lane, the one in flight included; invoked at once, without waiting for batching
+  // windows; a batch that fails is not retried but left for after a
   // restart), and writes the final checkpoints. `grace` bounds the retries of the final
   // checkpoint writes; the wait for invocations is bounded by the function's timeout (process
   // isolation) — a process that must exit sooner uses FlushCheckpoints (see `runnel poller

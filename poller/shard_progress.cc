@@ -2,36 +2,64 @@
 
 namespace runnel::poller {
 
-ShardProgress::ShardProgress(std::string shard_id, std::string checkpoint, size_t max_buffered,
-                             std::function<void()> checkpoint_moved)
+namespace {
+
+size_t RecordBytes(const SourceRecord& record) {
+  return EventBytes(record.partition_key.size(), record.data.size(), record.sequence_number.size());
+}
+
+}  // namespace
+
+ReadAheadLimit LaneReadAhead(const MappingSpec& spec, int batches) {
+  ReadAheadLimit limit;
+  limit.records = static_cast<size_t>(batches) * static_cast<size_t>(spec.batch_size);
+  limit.bytes = static_cast<size_t>(batches) * kMaxInvokePayloadBytes + 1;
+  return limit;
+}
+
+ShardProgress::ShardProgress(std::string shard_id, std::string checkpoint, int lanes,
+                             ReadAheadLimit per_lane, std::function<void()> checkpoint_moved)
     : shard_id_(std::move(shard_id)),
       initial_checkpoint_(std::move(checkpoint)),
-      max_buffered_(max_buffered),
-      checkpoint_moved_(std::move(checkpoint_moved)) {}
+      per_lane_(per_lane),
+      checkpoint_moved_(std::move(checkpoint_moved)),
+      lanes_(static_cast<size_t>(lanes)) {}
 
-void ShardProgress::Dispatched(uint64_t first_ordinal, const std::vector<SourceRecord>& records,
-                               const std::vector<int>& lane_of) {
+size_t ShardProgress::Admit(uint64_t first_ordinal, const std::vector<SourceRecord>& records,
+                            const std::vector<int>& lane_of, size_t begin) {
   bool filtered = false;
+  size_t end = begin;
   {
     absl::MutexLock lock(&mu_);
-    for (size_t i = 0; i < records.size(); ++i) {
-      const uint64_t ordinal = first_ordinal + i;
-      tracker_.Dispatched(ordinal, records[i].sequence_number);
-      if (lane_of[i] < 0) {
+    for (; end < records.size(); ++end) {
+      const uint64_t ordinal = first_ordinal + end;
+      if (lane_of[end] < 0) {
+        tracker_.Dispatched(ordinal, records[end].sequence_number);
         tracker_.Completed(ordinal);
         filtered = true;
-      } else {
-        ++buffered_;
+        continue;
       }
+      LaneLoad& load = lanes_[static_cast<size_t>(lane_of[end])];
+      if (!HasRoom(load)) break;
+      tracker_.Dispatched(ordinal, records[end].sequence_number);
+      ++load.records;
+      load.bytes += RecordBytes(records[end]);
+      ++buffered_;
     }
   }
   if (filtered) checkpoint_moved_();
+  return end;
 }
 
-void ShardProgress::Completed(std::span<const QueuedRecord> records) {
+void ShardProgress::Completed(int lane, std::span<const QueuedRecord> records) {
   {
     absl::MutexLock lock(&mu_);
-    for (const QueuedRecord& record : records) tracker_.Completed(record.ordinal);
+    LaneLoad& load = lanes_[static_cast<size_t>(lane)];
+    for (const QueuedRecord& record : records) {
+      tracker_.Completed(record.ordinal);
+      load.bytes -= RecordBytes(record.record);
+    }
+    load.records -= records.size();
     buffered_ -= records.size();
   }
   checkpoint_moved_();
@@ -39,12 +67,24 @@ void ShardProgress::Completed(std::span<const QueuedRecord> records) {
 
 size_t ShardProgress::WaitForRoom(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || buffered_ < max_buffered_;
+  auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    size_t total = 0;
+    for (const LaneLoad& load : lanes_) {
+      if (HasRoom(load)) total += per_lane_.records - load.records;
+    }
+    return total;
   };
+  auto has_room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || room() > 0; };
   mu_.AwaitWithTimeout(absl::Condition(&has_room), timeout);
-  if (stopping_ || buffered_ >= max_buffered_) return 0;
-  return max_buffered_ - buffered_;
+  return stopping_ ? 0 : room();
+}
+
+bool ShardProgress::WaitForLaneRoom(int lane, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  const LaneLoad& load = lanes_[static_cast<size_t>(lane)];
+  auto has_room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || HasRoom(load); };
+  mu_.AwaitWithTimeout(absl::Condition(&has_room), timeout);
+  return !stopping_ && HasRoom(load);
 }
 
 void ShardProgress::RequestStop() {

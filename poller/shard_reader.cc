@@ -100,7 +100,6 @@ void ShardReader::Run() {
 
 void ShardReader::Dispatch(std::vector<SourceRecord> records) {
   if (records.empty()) return;
-  resume_after_ = records.back().sequence_number;
   const absl::Time now = absl::Now();
   // The lane of each record, or -1 when no filter lets it through: such a record is not
   // invoked and counts as processed (docs/aws-semantics.md#filters).
@@ -121,15 +120,27 @@ void ShardReader::Dispatch(std::vector<SourceRecord> records) {
   }
   const uint64_t first_ordinal = next_ordinal_;
   next_ordinal_ += records.size();
-  progress_.Dispatched(first_ordinal, records, lane_of);
-  std::vector<std::vector<QueuedRecord>> by_lane(lanes_.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    if (lane_of[i] < 0) continue;
-    by_lane[static_cast<size_t>(lane_of[i])].push_back(
-        {std::move(records[i]), first_ordinal + static_cast<uint64_t>(i)});
-  }
-  for (size_t l = 0; l < lanes_.size(); ++l) {
-    if (!by_lane[l].empty()) lanes_[l]->Add(std::move(by_lane[l]), now);
+  // In shard order, as far as the lanes have room; at a record whose lane is full, wait for
+  // that lane (never skip ahead: what is handed out must stay a prefix of the shard, see
+  // poller/shard_progress.h). A stop abandons the rest, which is read again after a restart.
+  size_t begin = 0;
+  while (begin < records.size()) {
+    const size_t end = progress_.Admit(first_ordinal, records, lane_of, begin);
+    if (end == begin) {
+      if (!progress_.WaitForLaneRoom(lane_of[begin], absl::Seconds(1)) && stopping_) return;
+      continue;
+    }
+    resume_after_ = records[end - 1].sequence_number;
+    std::vector<std::vector<QueuedRecord>> by_lane(lanes_.size());
+    for (size_t i = begin; i < end; ++i) {
+      if (lane_of[i] < 0) continue;
+      by_lane[static_cast<size_t>(lane_of[i])].push_back(
+          {std::move(records[i]), first_ordinal + static_cast<uint64_t>(i)});
+    }
+    for (size_t l = 0; l < lanes_.size(); ++l) {
+      if (!by_lane[l].empty()) lanes_[l]->Add(std::move(by_lane[l]), now);
+    }
+    begin = end;
   }
 }
 

@@ -2,7 +2,8 @@
 // after the checkpoint, else at the mapping's starting position), reads as far as the shard's
 // read-ahead allows, and hands each record to its lane by a stable hash of the partition key
 // (so a key always stays in one lane, in order), or marks it done at once when no filter lets it
-// through. Read errors are retried with back-off from where it left off; it knows nothing about
+// through. A lane whose read-ahead is full holds the reader back (see poller/shard_progress.h).
+// Read errors are retried with back-off from where it left off; it knows nothing about
 // the transport (see poller/record_source.h).
 //
 // Run is the reader's own thread; RequestStop is thread-safe.
@@ -46,9 +47,10 @@ class ShardReader {
   void RequestStop();
 
  private:
-  // Hands the records of one read to their lanes: the shard's bookkeeping under one lock, then
-  // each lane's share under one lock of that lane, so that a lane wakes once per read, not once
-  // per record (which made batches of a few records at high rates).
+  // Hands the records of one read to their lanes, in order and as far as each lane's read-ahead
+  // allows (waiting for room when one is full): the shard's bookkeeping under one lock, then each
+  // lane's share under one lock of that lane, so that a lane wakes once per run of records, not
+  // once per record (which made batches of a few records at high rates).
   void Dispatch(std::vector<SourceRecord> records);
 
   const MappingSpec& spec_;
