@@ -12,27 +12,27 @@
 
 namespace runnel::cli {
 
-std::unique_ptr<v1::StreamBroker::Stub> ConnectBroker(const ClientOptions& options) {
-  return v1::StreamBroker::NewStub(broker::MakeBrokerChannel(options.broker));
+std::unique_ptr<client::BrokerClient> ConnectBroker(const ClientOptions& options) {
+  return std::make_unique<client::BrokerClient>(broker::MakeBrokerChannel(options.broker));
 }
 
 void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
-int ReportRpcError(const grpc::Status& status, const ClientOptions& options) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
+int ReportRpcError(const absl::Status& status, const ClientOptions& options) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
       PrintError(absl::StrCat("cannot reach the broker at ", options.broker,
                               " (is `runnel broker` or `runnel up` running there? set --broker or "
                               "RUNNEL_BROKER): ",
-                              status.error_message()));
+                              status.message()));
       break;
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case absl::StatusCode::kDeadlineExceeded:
       PrintError(absl::StrCat("the broker at ", options.broker, " did not answer in time"));
       break;
     default:
-      PrintError(status.error_message());
+      PrintError(std::string(status.message()));
   }
   return kExitError;
 }

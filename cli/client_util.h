@@ -1,24 +1,27 @@
-// Helpers shared by the client commands: a stub with the broker's message limits, deadlines,
-// one-line error reports, and JSON output.
+// Helpers shared by the client commands: a broker client (client/broker_client.h) with the
+// broker's message limits, deadlines, one-line error reports, and JSON output.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "client/broker_client.h"
 #include "runnel/v1/broker.grpc.pb.h"
 
 namespace runnel::cli {
 
-std::unique_ptr<v1::StreamBroker::Stub> ConnectBroker(const ClientOptions& options);
+// The typed client of the broker at --broker.
+std::unique_ptr<client::BrokerClient> ConnectBroker(const ClientOptions& options);
 
-// Sets a deadline `timeout` from now.
+// Sets a deadline `timeout` from now (for the calls of other services, e.g. `runnel mapping`).
 void SetDeadline(grpc::ClientContext& context, absl::Duration timeout);
 
-// Prints the failure of an RPC to the broker as one line and returns kExitError.
-int ReportRpcError(const grpc::Status& status, const ClientOptions& options);
+// Prints the failure of a call to the broker as one line and returns kExitError.
+int ReportRpcError(const absl::Status& status, const ClientOptions& options);
 
 // "1718000000.123": epoch seconds with milliseconds, as Kinesis's JSON carries timestamps.
 std::string EpochSecondsText(const google::protobuf::Timestamp& timestamp);

@@ -105,48 +105,34 @@ absl::StatusOr<std::vector<Entry>> ReadFileEntries(const std::string& path) {
   return entries;
 }
 
-grpc::Status ReadStreamEntries(v1::StreamBroker::Stub& stub, const std::string& stream,
+absl::Status ReadStreamEntries(client::BrokerClient& stub, const std::string& stream,
                                std::vector<Entry>* entries) {
   v1::ListShardsRequest list;
   list.set_stream_name(stream);
   list.set_max_results(10'000);
-  v1::ListShardsResponse shards;
-  grpc::ClientContext list_context;
-  SetDeadline(list_context, kTimeout);
-  if (grpc::Status s = stub.ListShards(&list_context, list, &shards); !s.ok()) return s;
+  auto shards = stub.ListShards(list, {.timeout = kTimeout});
+  if (!shards.ok()) return shards.status();
   std::map<std::string, std::string> marks;  // shard -> last redriven sequence number
   v1::ListCheckpointsRequest checkpoints_request;
   checkpoints_request.set_consumer_name(kRedriveConsumer);
   checkpoints_request.set_stream_name(stream);
-  v1::ListCheckpointsResponse checkpoints;
-  grpc::ClientContext checkpoints_context;
-  SetDeadline(checkpoints_context, kTimeout);
-  if (grpc::Status s =
-          stub.ListCheckpoints(&checkpoints_context, checkpoints_request, &checkpoints);
-      !s.ok()) {
-    return s;
-  }
-  for (const auto& c : checkpoints.checkpoints()) marks[c.shard_id()] = c.sequence_number();
-  for (const auto& shard : shards.shards()) {
+  auto checkpoints = stub.ListCheckpoints(checkpoints_request, {.timeout = kTimeout});
+  if (!checkpoints.ok()) return checkpoints.status();
+  for (const auto& c : checkpoints->checkpoints()) marks[c.shard_id()] = c.sequence_number();
+  for (const auto& shard : shards->shards()) {
     v1::GetShardIteratorRequest iterator_request;
     iterator_request.set_stream_name(stream);
     iterator_request.set_shard_id(shard.shard_id());
     iterator_request.set_shard_iterator_type(v1::TRIM_HORIZON);
-    v1::GetShardIteratorResponse iterator;
-    grpc::ClientContext iterator_context;
-    SetDeadline(iterator_context, kTimeout);
-    if (grpc::Status s = stub.GetShardIterator(&iterator_context, iterator_request, &iterator);
-        !s.ok()) {
-      return s;
-    }
-    std::string next = iterator.shard_iterator();
+    auto iterator = stub.GetShardIterator(iterator_request, {.timeout = kTimeout});
+    if (!iterator.ok()) return iterator.status();
+    std::string next = iterator->shard_iterator();
     for (;;) {
       v1::GetRecordsRequest request;
       request.set_shard_iterator(next);
-      v1::GetRecordsResponse response;
-      grpc::ClientContext context;
-      SetDeadline(context, kTimeout);
-      if (grpc::Status s = stub.GetRecords(&context, request, &response); !s.ok()) return s;
+      auto got = stub.GetRecords(request, {.timeout = kTimeout});
+      if (!got.ok()) return got.status();
+      const v1::GetRecordsResponse& response = *got;
       for (const auto& record : response.records()) {
         const std::string& mark = marks[shard.shard_id()];
         // Sequence numbers of one shard compare as numbers; runnel's also as strings of equal
@@ -160,7 +146,7 @@ grpc::Status ReadStreamEntries(v1::StreamBroker::Stub& stub, const std::string& 
       next = response.next_shard_iterator();
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 // Failure records redriven one at a time (`redrive --id`), beside the mark of how far a full
@@ -171,19 +157,17 @@ constexpr char kSingleRedrivePrefix[] = "runnel-dlq-redrive@";
 
 std::string SingleMarksPath(const std::string& file) { return file + ".redriven-ids"; }
 
-absl::StatusOr<std::set<std::string>> ReadSingleMarks(v1::StreamBroker::Stub& stub,
+absl::StatusOr<std::set<std::string>> ReadSingleMarks(client::BrokerClient& stub,
                                                       const Destination& dest,
-                                                      grpc::Status* rpc_status) {
+                                                      absl::Status* rpc_status) {
   std::set<std::string> ids;
   if (dest.is_stream) {
     v1::ListCheckpointsRequest request;
     request.set_stream_name(dest.target);  // every consumer: the marks are one consumer each
-    v1::ListCheckpointsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kTimeout);
-    *rpc_status = stub.ListCheckpoints(&context, request, &response);
-    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->error_message());
-    for (const auto& checkpoint : response.checkpoints()) {
+    auto response = stub.ListCheckpoints(request, {.timeout = kTimeout});
+    *rpc_status = response.status();
+    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->message());
+    for (const auto& checkpoint : response->checkpoints()) {
       if (checkpoint.consumer_name().starts_with(kSingleRedrivePrefix)) {
         ids.insert(checkpoint.sequence_number());
       }
@@ -202,19 +186,16 @@ absl::StatusOr<std::set<std::string>> ReadSingleMarks(v1::StreamBroker::Stub& st
 }
 
 // Remembers that `entry` alone was redriven.
-absl::Status MarkOneRedriven(v1::StreamBroker::Stub& stub, const Destination& dest,
-                             const Entry& entry, grpc::Status* rpc_status) {
+absl::Status MarkOneRedriven(client::BrokerClient& stub, const Destination& dest,
+                             const Entry& entry, absl::Status* rpc_status) {
   if (dest.is_stream) {
     v1::SetCheckpointRequest mark;
     mark.set_consumer_name(absl::StrCat(kSingleRedrivePrefix, entry.id));
     mark.set_stream_name(dest.target);
     mark.set_shard_id(entry.shard_id);
     mark.set_sequence_number(entry.id);
-    v1::SetCheckpointResponse marked;
-    grpc::ClientContext context;
-    SetDeadline(context, kTimeout);
-    *rpc_status = stub.SetCheckpoint(&context, mark, &marked);
-    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->error_message());
+    *rpc_status = stub.SetCheckpoint(mark, {.timeout = kTimeout}).status();
+    if (!rpc_status->ok()) return absl::UnavailableError(rpc_status->message());
     return absl::OkStatus();
   }
   ASSIGN_OR_RETURN(std::set<std::string> ids, ReadSingleMarks(stub, dest, rpc_status));
@@ -224,7 +205,7 @@ absl::Status MarkOneRedriven(v1::StreamBroker::Stub& stub, const Destination& de
 }
 
 // Loads DEST's entries, or prints the error and returns the exit code through `exit_code`.
-bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destination* dest,
+bool LoadEntries(const DlqOptions& options, client::BrokerClient& stub, Destination* dest,
                  std::vector<Entry>* entries, int* exit_code) {
   auto parsed = ParseDestination(options.destination);
   if (!parsed.ok()) {
@@ -234,7 +215,7 @@ bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destin
   }
   *dest = *parsed;
   if (dest->is_stream) {
-    grpc::Status status = ReadStreamEntries(stub, dest->target, entries);
+    absl::Status status = ReadStreamEntries(stub, dest->target, entries);
     if (!status.ok()) {
       *exit_code = ReportRpcError(status, options.client);
       return false;
@@ -248,7 +229,7 @@ bool LoadEntries(const DlqOptions& options, v1::StreamBroker::Stub& stub, Destin
     }
     *entries = std::move(*file_entries);
   }
-  grpc::Status rpc_status;
+  absl::Status rpc_status;
   auto single = ReadSingleMarks(stub, *dest, &rpc_status);
   if (!single.ok()) {
     if (!rpc_status.ok()) {
@@ -357,7 +338,7 @@ int Show(const DlqOptions& options) {
   return kExitError;
 }
 
-grpc::Status PutInOrder(v1::StreamBroker::Stub& stub, const std::string& stream,
+absl::Status PutInOrder(client::BrokerClient& stub, const std::string& stream,
                         const runtime::OwnedEvent& payload) {
   // Sequential PutRecords of at most 500 records, each answered before the next: the broker
   // appends a request's records to a shard in request order, so each key keeps its order.
@@ -378,21 +359,17 @@ grpc::Status PutInOrder(v1::StreamBroker::Stub& stub, const std::string& stream,
       bytes += r.data.size() + r.partition_key.size();
     }
     for (int attempt = 0;; ++attempt) {
-      v1::PutRecordsResponse response;
-      grpc::ClientContext context;
-      SetDeadline(context, kTimeout);
-      grpc::Status status = stub.PutRecords(&context, request, &response);
-      if (!status.ok()) return status;
-      if (response.failed_record_count() == 0) break;
+      auto response = stub.PutRecords(request, {.timeout = kTimeout});
+      if (!response.ok()) return response.status();
+      if (response->failed_record_count() == 0) break;
       // Throttled: resend the whole request (only in order is it correct), backing off.
       if (attempt == 10) {
-        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                            "records were throttled 10 times; try again later");
+        return absl::ResourceExhaustedError("records were throttled 10 times; try again later");
       }
       absl::SleepFor(absl::Milliseconds(100) * (1 << std::min(attempt, 5)));
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 int Redrive(const DlqOptions& options) {
@@ -436,12 +413,12 @@ int Redrive(const DlqOptions& options) {
                   record->payload.records.size(), target.c_str());
       continue;
     }
-    if (grpc::Status status = PutInOrder(*stub, target, record->payload); !status.ok()) {
+    if (absl::Status status = PutInOrder(*stub, target, record->payload); !status.ok()) {
       return ReportRpcError(status, options.client);
     }
     // Remember it before the next one, so a second run skips it.
     if (!options.id.empty()) {
-      grpc::Status rpc_status;
+      absl::Status rpc_status;
       if (absl::Status status = MarkOneRedriven(*stub, dest, entry, &rpc_status); !status.ok()) {
         if (!rpc_status.ok()) return ReportRpcError(rpc_status, options.client);
         PrintError(std::string(status.message()));
@@ -453,11 +430,8 @@ int Redrive(const DlqOptions& options) {
       mark.set_stream_name(dest.target);
       mark.set_shard_id(entry.shard_id);
       mark.set_sequence_number(entry.id);
-      v1::SetCheckpointResponse marked;
-      grpc::ClientContext context;
-      SetDeadline(context, kTimeout);
-      if (grpc::Status status = stub->SetCheckpoint(&context, mark, &marked); !status.ok()) {
-        return ReportRpcError(status, options.client);
+      if (auto marked = stub->SetCheckpoint(mark, {.timeout = kTimeout}); !marked.ok()) {
+        return ReportRpcError(marked.status(), options.client);
       }
     } else if (absl::Status status =
                    WriteFileAtomically(RedriveMarkPath(dest.target), entry.id + "\n");

@@ -73,8 +73,8 @@ std::string NameRecordsByLine(std::string message, const std::vector<PutRecordIn
 
 // Sends one batch, resending records that failed (throttled) with back-off. Prints one line per
 // record in input order. Returns false when a record could not be put.
-bool PutBatch(v1::StreamBroker::Stub& stub, const PutOptions& options,
-              const std::vector<PutRecordInput>& batch, grpc::Status* rpc_error) {
+bool PutBatch(client::BrokerClient& stub, const PutOptions& options,
+              const std::vector<PutRecordInput>& batch, absl::Status* rpc_error) {
   std::vector<v1::PutRecordsResultEntry> results(batch.size());
   std::vector<size_t> todo(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) todo[i] = i;
@@ -94,15 +94,13 @@ bool PutBatch(v1::StreamBroker::Stub& stub, const PutOptions& options,
       entry->set_data(batch[i].data);
       sent.push_back({"", "", batch[i].where});
     }
-    v1::PutRecordsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kCallTimeout);
-    *rpc_error = stub.PutRecords(&context, request, &response);
-    if (!rpc_error->ok()) {
-      *rpc_error = grpc::Status(rpc_error->error_code(),
-                                NameRecordsByLine(rpc_error->error_message(), sent));
+    auto put = stub.PutRecords(request, {.timeout = kCallTimeout});
+    if (!put.ok()) {
+      *rpc_error = absl::Status(put.status().code(),
+                                NameRecordsByLine(std::string(put.status().message()), sent));
       return false;
     }
+    const v1::PutRecordsResponse& response = *put;
     std::vector<size_t> failed;
     for (int k = 0; k < response.records_size(); ++k) {
       results[todo[static_cast<size_t>(k)]] = response.records(k);
@@ -201,7 +199,7 @@ int Put(const PutOptions& options) {
     return kExitError;
   }
   auto stub = ConnectBroker(options.client);
-  grpc::Status rpc_error;
+  absl::Status rpc_error;
   bool all_put = true;
   std::vector<PutRecordInput> batch;
   size_t batch_bytes = 0;
@@ -302,7 +300,7 @@ class RecordPrinter {
 };
 
 // Reads one shard from `position`: to its end, or forever with `follow`.
-grpc::Status ReadShard(v1::StreamBroker::Stub& stub, const GetOptions& options,
+absl::Status ReadShard(client::BrokerClient& stub, const GetOptions& options,
                        const std::string& shard_id, const Position& position,
                        RecordPrinter& printer) {
   v1::GetShardIteratorRequest iterator_request;
@@ -315,34 +313,27 @@ grpc::Status ReadShard(v1::StreamBroker::Stub& stub, const GetOptions& options,
         google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
             absl::ToUnixMillis(position.timestamp));
   }
-  v1::GetShardIteratorResponse iterator_response;
-  {
-    grpc::ClientContext context;
-    SetDeadline(context, kCallTimeout);
-    grpc::Status status = stub.GetShardIterator(&context, iterator_request, &iterator_response);
-    if (!status.ok()) return status;
-  }
-  std::string iterator = iterator_response.shard_iterator();
+  auto iterator_response = stub.GetShardIterator(iterator_request, {.timeout = kCallTimeout});
+  if (!iterator_response.ok()) return iterator_response.status();
+  std::string iterator = iterator_response->shard_iterator();
   while (!printer.Done()) {
     v1::GetRecordsRequest request;
     request.set_shard_iterator(iterator);
     const int64_t remaining = printer.Remaining();
     request.set_limit(remaining > 0 ? static_cast<int>(std::min<int64_t>(remaining, 10'000)) : 0);
     if (options.follow) request.mutable_wait_time()->set_seconds(10);
-    v1::GetRecordsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kCallTimeout);
-    grpc::Status status = stub.GetRecords(&context, request, &response);
-    if (!status.ok()) return status;
+    auto got = stub.GetRecords(request, {.timeout = kCallTimeout});
+    if (!got.ok()) return got.status();
+    const v1::GetRecordsResponse& response = *got;
     for (const auto& record : response.records()) {
-      if (!printer.Print(shard_id, record)) return grpc::Status::OK;
+      if (!printer.Print(shard_id, record)) return absl::OkStatus();
     }
     iterator = response.next_shard_iterator();
     if (!options.follow && response.records().empty() && response.millis_behind_latest() == 0) {
       break;
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 int Get(const GetOptions& options) {
@@ -359,17 +350,14 @@ int Get(const GetOptions& options) {
     v1::ListShardsRequest request;
     request.set_stream_name(options.stream);
     request.set_max_results(10'000);
-    v1::ListShardsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kCallTimeout);
-    grpc::Status status = stub->ListShards(&context, request, &response);
-    if (!status.ok()) return ReportRpcError(status, options.client);
-    for (const auto& shard : response.shards()) shards.push_back(shard.shard_id());
+    auto listed = stub->ListShards(request, {.timeout = kCallTimeout});
+    if (!listed.ok()) return ReportRpcError(listed.status(), options.client);
+    for (const auto& shard : listed->shards()) shards.push_back(shard.shard_id());
   }
   RecordPrinter printer(options.text, options.limit);
   if (!options.follow || shards.size() == 1) {
     for (const std::string& shard : shards) {
-      grpc::Status status = ReadShard(*stub, options, shard, *position, printer);
+      absl::Status status = ReadShard(*stub, options, shard, *position, printer);
       if (!status.ok()) return ReportRpcError(status, options.client);
       if (printer.Done()) break;
     }
@@ -377,11 +365,11 @@ int Get(const GetOptions& options) {
   }
   // Following several shards: one reader each, lines interleaved as records arrive.
   std::mutex mu;
-  grpc::Status failure;
+  absl::Status failure;
   std::vector<std::thread> readers;
   for (const std::string& shard : shards) {
     readers.emplace_back([&, shard] {
-      grpc::Status status = ReadShard(*stub, options, shard, *position, printer);
+      absl::Status status = ReadShard(*stub, options, shard, *position, printer);
       if (!status.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (failure.ok()) failure = status;

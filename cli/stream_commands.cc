@@ -57,11 +57,8 @@ int Create(const CreateOptions& options) {
   if (options.fsync == "interval") request.set_fsync_policy(v1::FSYNC_INTERVAL);
   if (options.fsync == "never") request.set_fsync_policy(v1::FSYNC_NEVER);
   request.set_enforce_throughput_limits(options.throughput_limits);
-  v1::CreateStreamResponse response;
-  grpc::ClientContext context;
-  SetDeadline(context, kControlTimeout);
-  grpc::Status status = stub->CreateStream(&context, request, &response);
-  if (!status.ok()) return ReportRpcError(status, options.client);
+  auto response = stub->CreateStream(request, {.timeout = kControlTimeout});
+  if (!response.ok()) return ReportRpcError(response.status(), options.client);
   if (options.client.output == "json") {
     std::printf("{\"streamName\":%s,\"shardCount\":%d}\n", JsonString(options.name).c_str(),
                 options.shards);
@@ -72,17 +69,9 @@ int Create(const CreateOptions& options) {
   return kExitOk;
 }
 
-absl::StatusOr<v1::StreamDescriptionSummary> Describe(v1::StreamBroker::Stub& stub,
-                                                      const std::string& name,
-                                                      grpc::Status* rpc_status) {
-  v1::DescribeStreamSummaryRequest request;
-  request.set_stream_name(name);
-  v1::DescribeStreamSummaryResponse response;
-  grpc::ClientContext context;
-  SetDeadline(context, kControlTimeout);
-  *rpc_status = stub.DescribeStreamSummary(&context, request, &response);
-  if (!rpc_status->ok()) return absl::UnknownError(rpc_status->error_message());
-  return response.stream_description_summary();
+absl::StatusOr<v1::StreamDescriptionSummary> Describe(client::BrokerClient& stub,
+                                                      const std::string& name) {
+  return stub.DescribeStreamSummary(name, {.timeout = kControlTimeout});
 }
 
 int List(const ClientOptions& options) {
@@ -92,17 +81,14 @@ int List(const ClientOptions& options) {
   for (;;) {
     v1::ListStreamsRequest request;
     request.set_exclusive_start_stream_name(start);
-    v1::ListStreamsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kControlTimeout);
-    grpc::Status status = stub->ListStreams(&context, request, &response);
-    if (!status.ok()) return ReportRpcError(status, options);
+    auto listed = stub->ListStreams(request, {.timeout = kControlTimeout});
+    if (!listed.ok()) return ReportRpcError(listed.status(), options);
+    const v1::ListStreamsResponse& response = *listed;
     for (const std::string& name : response.stream_names()) {
-      grpc::Status rpc_status;
-      auto summary = Describe(*stub, name, &rpc_status);
+      auto summary = Describe(*stub, name);
       if (!summary.ok()) {
-        if (rpc_status.error_code() == grpc::StatusCode::NOT_FOUND) continue;  // deleted meanwhile
-        return ReportRpcError(rpc_status, options);
+        if (absl::IsNotFound(summary.status())) continue;  // deleted meanwhile
+        return ReportRpcError(summary.status(), options);
       }
       summaries.push_back(*summary);
       start = name;
@@ -137,26 +123,11 @@ int List(const ClientOptions& options) {
 
 int DescribeCommand(const ClientOptions& options, const std::string& name) {
   auto stub = ConnectBroker(options);
-  grpc::Status rpc_status;
-  auto summary = Describe(*stub, name, &rpc_status);
-  if (!summary.ok()) return ReportRpcError(rpc_status, options);
-  std::vector<v1::Shard> shards;
-  std::string next_token;
-  do {
-    v1::ListShardsRequest request;
-    if (next_token.empty()) {
-      request.set_stream_name(name);
-    } else {
-      request.set_next_token(next_token);
-    }
-    v1::ListShardsResponse response;
-    grpc::ClientContext context;
-    SetDeadline(context, kControlTimeout);
-    grpc::Status status = stub->ListShards(&context, request, &response);
-    if (!status.ok()) return ReportRpcError(status, options);
-    shards.insert(shards.end(), response.shards().begin(), response.shards().end());
-    next_token = response.next_token();
-  } while (!next_token.empty());
+  auto summary = Describe(*stub, name);
+  if (!summary.ok()) return ReportRpcError(summary.status(), options);
+  auto listed = stub->ListAllShards(name, {.timeout = kControlTimeout});
+  if (!listed.ok()) return ReportRpcError(listed.status(), options);
+  const std::vector<v1::Shard>& shards = *listed;
 
   const auto& s = *summary;
   if (options.output == "json") {
@@ -203,11 +174,8 @@ int Delete(const ClientOptions& options, const std::string& name) {
   auto stub = ConnectBroker(options);
   v1::DeleteStreamRequest request;
   request.set_stream_name(name);
-  v1::DeleteStreamResponse response;
-  grpc::ClientContext context;
-  SetDeadline(context, kControlTimeout);
-  grpc::Status status = stub->DeleteStream(&context, request, &response);
-  if (!status.ok()) return ReportRpcError(status, options);
+  auto deleted = stub->DeleteStream(request, {.timeout = kControlTimeout});
+  if (!deleted.ok()) return ReportRpcError(deleted.status(), options);
   if (options.output != "json") std::printf("deleted stream %s\n", name.c_str());
   return kExitOk;
 }
@@ -221,24 +189,19 @@ int Retention(const ClientOptions& options, const std::string& name, const std::
   }
   const int hours = static_cast<int>(retention / absl::Hours(1));
   auto stub = ConnectBroker(options);
-  grpc::Status rpc_status;
-  auto summary = Describe(*stub, name, &rpc_status);
-  if (!summary.ok()) return ReportRpcError(rpc_status, options);
-  grpc::ClientContext context;
-  SetDeadline(context, kControlTimeout);
-  grpc::Status status;
+  auto summary = Describe(*stub, name);
+  if (!summary.ok()) return ReportRpcError(summary.status(), options);
+  absl::Status status;
   if (hours >= summary->retention_period_hours()) {
     v1::IncreaseStreamRetentionPeriodRequest request;
     request.set_stream_name(name);
     request.set_retention_period_hours(hours);
-    v1::IncreaseStreamRetentionPeriodResponse response;
-    status = stub->IncreaseStreamRetentionPeriod(&context, request, &response);
+    status = stub->IncreaseStreamRetentionPeriod(request, {.timeout = kControlTimeout}).status();
   } else {
     v1::DecreaseStreamRetentionPeriodRequest request;
     request.set_stream_name(name);
     request.set_retention_period_hours(hours);
-    v1::DecreaseStreamRetentionPeriodResponse response;
-    status = stub->DecreaseStreamRetentionPeriod(&context, request, &response);
+    status = stub->DecreaseStreamRetentionPeriod(request, {.timeout = kControlTimeout}).status();
   }
   if (!status.ok()) return ReportRpcError(status, options);
   if (options.output != "json")
