@@ -65,6 +65,7 @@ int RunBroker(const BrokerCommandOptions& options) {
   stack_options.broker.metrics = std::make_shared<prometheus::Registry>();
   stack_options.metrics = options.metrics;
   stack_options.server.listen = options.listen;
+  stack_options.kinesis_listen = options.kinesis_listen;
   auto stack = BrokerStack::Start(stack_options);
   if (!stack.ok()) {
     PrintError(std::string(stack.status().message()));
@@ -73,7 +74,7 @@ int RunBroker(const BrokerCommandOptions& options) {
   spdlog::info("runnel broker listening on {} (data directory {}, fsync {}, metrics {})",
                stack->server().address(), options.data_dir, options.fsync,
                stack->metrics() != nullptr ? stack->metrics()->url() : "off");
-  if (auto status = stack->StartKinesis(options.kinesis_listen); !status.ok()) {
+  if (auto status = stack->StartKinesis(); !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
   }

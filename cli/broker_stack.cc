@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/kinesis_endpoint.h"
+#include "common/listen_address.h"
+#include "common/status_macros.h"
 
 namespace runnel::cli {
 
@@ -18,9 +20,24 @@ v1::FsyncPolicy FsyncPolicyNamed(const std::string& fsync) {
                              : v1::FSYNC_ALWAYS;
 }
 
+absl::Status CheckListenersFree(const BrokerStackOptions& options) {
+  RETURN_IF_ERROR(CheckListenAddressFree("--listen", options.server.listen));
+  auto metrics = ParseMetricsAddress(
+      MetricsAddressOrDefault(options.metrics.address, kDefaultBrokerMetrics), "--metrics");
+  RETURN_IF_ERROR(metrics.status());
+  if (metrics->has_value()) RETURN_IF_ERROR(CheckListenAddressFree("--metrics", **metrics));
+  if (!options.kinesis_listen.empty()) {
+    RETURN_IF_ERROR(CheckListenAddressFree("--kinesis-listen", options.kinesis_listen));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<BrokerStack> BrokerStack::Start(const BrokerStackOptions& options) {
+  // Before the broker creates or locks its data directory.
+  RETURN_IF_ERROR(CheckListenersFree(options));
   BrokerStack stack;
   stack.metrics_options_ = options.metrics;
+  stack.kinesis_listen_ = options.kinesis_listen;
   auto broker = broker::Broker::Open(options.broker);
   if (!broker.ok()) return broker.status();
   stack.broker_ = std::move(*broker);
@@ -37,8 +54,8 @@ absl::StatusOr<BrokerStack> BrokerStack::Start(const BrokerStackOptions& options
   return stack;
 }
 
-absl::Status BrokerStack::StartKinesis(const std::string& listen) {
-  auto kinesis = StartKinesisEndpoint(broker_.get(), listen);
+absl::Status BrokerStack::StartKinesis() {
+  auto kinesis = StartKinesisEndpoint(broker_.get(), kinesis_listen_);
   if (!kinesis.ok()) return kinesis.status();
   kinesis_ = std::move(*kinesis);
   return absl::OkStatus();

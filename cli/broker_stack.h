@@ -31,17 +31,25 @@ struct BrokerStackOptions {
   broker::BrokerOptions broker;
   MetricsOptions metrics;
   broker::ServerOptions server;
+  // --kinesis-listen: "" for no Kinesis endpoint (see StartKinesis).
+  std::string kinesis_listen;
 };
+
+// Checks that every address `options` will listen on (--listen, --metrics, --kinesis-listen) is
+// free, so that a second process on a taken port exits before it creates or locks anything:
+// "--listen 127.0.0.1:4567: address already in use".
+absl::Status CheckListenersFree(const BrokerStackOptions& options);
 
 class BrokerStack {
  public:
-  // Opens the broker, serves its metrics (each scrape updates the broker's gauges first), then
-  // starts the gRPC server. Errors carry the failing part's own message.
+  // Checks that every listener's address is free (CheckListenersFree), opens the broker, serves
+  // its metrics (each scrape updates the broker's gauges first), then starts the gRPC server.
+  // Errors carry the failing part's own message.
   static absl::StatusOr<BrokerStack> Start(const BrokerStackOptions& options);
 
-  // Starts the Kinesis endpoint on `listen` (none when empty). Apart from Start so the commands
-  // can announce the gRPC server before this may fail.
-  absl::Status StartKinesis(const std::string& listen);
+  // Starts the Kinesis endpoint on the options' `kinesis_listen` (none when empty). Apart from
+  // Start so the commands can announce the gRPC server before this may fail.
+  absl::Status StartKinesis();
 
   broker::Broker& broker() { return *broker_; }
   broker::BrokerServer& server() { return *server_; }
@@ -66,6 +74,7 @@ class BrokerStack {
   BrokerStack() = default;
 
   MetricsOptions metrics_options_;
+  std::string kinesis_listen_;
   // Declared in start order, so an early return destroys them in reverse.
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<MetricsServer> metrics_;

@@ -20,6 +20,8 @@
 #include "cli/shutdown.h"
 #include "common/file_util.h"
 #include "common/grpc_server.h"
+#include "common/listen_address.h"
+#include "common/status_macros.h"
 #include "poller/admin_service.h"
 #include "poller/config.h"
 #include "poller/poller.h"
@@ -99,6 +101,17 @@ void PrintBanner(const poller::Poller& poller) {
   std::fflush(stdout);
 }
 
+absl::Status CheckPollerListenersFree(const PollerCommandOptions& options) {
+  if (!options.listen.empty()) {
+    RETURN_IF_ERROR(CheckListenAddressFree("--listen", options.listen));
+  }
+  auto metrics = ParseMetricsAddress(
+      MetricsAddressOrDefault(options.metrics.address, kDefaultPollerMetrics), "--metrics");
+  RETURN_IF_ERROR(metrics.status());
+  if (metrics->has_value()) RETURN_IF_ERROR(CheckListenAddressFree("--metrics", **metrics));
+  return absl::OkStatus();
+}
+
 int RunPoller(const PollerCommandOptions& options) {
   if (!ApplyLogOptions(options.log, "poller")) return kExitUsage;
   auto shutdown_timeout = ParseShutdownTimeout(options.shutdown_timeout);
@@ -109,6 +122,12 @@ int RunPoller(const PollerCommandOptions& options) {
   auto config = poller::LoadConfig(options.file);
   if (!config.ok()) {
     PrintError(std::string(config.status().message()));
+    return kExitError;
+  }
+  // Before the poller starts (it takes shards and checkpoints): a second poller on a taken
+  // --listen or --metrics port exits here.
+  if (auto status = CheckPollerListenersFree(options); !status.ok()) {
+    PrintError(std::string(status.message()));
     return kExitError;
   }
   sigset_t signals = BlockShutdownSignals();
@@ -143,7 +162,7 @@ int RunPoller(const PollerCommandOptions& options) {
   if (!options.listen.empty()) {
     auto started = GrpcServer::Start(options.listen, {admin.get()}, broker::kMaxGrpcMessageBytes);
     if (!started.ok()) {
-      PrintError(absl::StrCat("--listen: ", started.status().message()));
+      PrintError(std::string(started.status().message()));
       return kExitError;
     }
     admin_server = std::move(*started);
@@ -197,6 +216,7 @@ int RunUp(const UpOptions& options) {
   stack_options.metrics = options.metrics;
   stack_options.server.listen = options.listen;
   stack_options.server.extra_services.push_back(admin.get());
+  stack_options.kinesis_listen = options.kinesis_listen;
   auto stack = BrokerStack::Start(stack_options);
   if (!stack.ok()) {
     PrintError(std::string(stack.status().message()));
@@ -206,7 +226,7 @@ int RunUp(const UpOptions& options) {
               stack->server().address().c_str(), options.data_dir.c_str(), options.fsync.c_str());
   std::printf("runnel up: metrics %s\n",
               stack->metrics() != nullptr ? stack->metrics()->url().c_str() : "off");
-  if (auto status = stack->StartKinesis(options.kinesis_listen); !status.ok()) {
+  if (auto status = stack->StartKinesis(); !status.ok()) {
     PrintError(std::string(status.message()));
     return kExitError;
   }

@@ -5,11 +5,14 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/listen_address.h"
+#include "common/strings.h"
 
 namespace runnel {
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
-    const std::string& listen, const std::vector<grpc::Service*>& services, int max_message_bytes) {
+    const std::string& listen, const std::vector<grpc::Service*>& services, int max_message_bytes,
+    std::string_view flag) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<GrpcServer> server(new GrpcServer());
@@ -18,12 +21,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* service : services) builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", listen,
-                     " (address in use, not a local address, or malformed: expected HOST:PORT)"));
+    // gRPC logs why; the kernel's reason is asked again for the one line the user reads.
+    std::string reason = BindFailureReason(listen);
+    if (reason.empty()) reason = "cannot listen there (expected HOST:PORT of a local address)";
+    return absl::UnavailableError(absl::StrCat(Sv(flag), " ", listen, ": ", reason));
   }
   server->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
   return server;

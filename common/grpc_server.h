@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -23,10 +24,12 @@ namespace runnel {
 class GrpcServer {
  public:
   // Serves `services` (not owned; they must outlive the server) on `listen` (HOST:PORT; port 0
-  // picks a free one, see address()).
+  // picks a free one, see address()). Binds without SO_REUSEPORT, which gRPC sets by default on
+  // Linux: with it a second process on the same port would start and share the clients. A
+  // failure reads "FLAG LISTEN: reason", `flag` naming the option `listen` came from.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
-      const std::string& listen, const std::vector<grpc::Service*>& services,
-      int max_message_bytes);
+      const std::string& listen, const std::vector<grpc::Service*>& services, int max_message_bytes,
+      std::string_view flag = "--listen");
   // Shuts down (see Shutdown) with a one-second grace.
   ~GrpcServer();
 

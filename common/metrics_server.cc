@@ -1,18 +1,13 @@
 #include "common/metrics_server.h"
 
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/listen_address.h"
 #include "common/strings.h"
 #include "prometheus/collectable.h"
 #include "prometheus/exposer.h"
@@ -48,36 +43,6 @@ absl::StatusOr<HostPort> SplitHostPort(std::string_view value, std::string_view 
     return bad("has no valid port (0 to 65535)");
   }
   return out;
-}
-
-// Why binding `address` fails, as the kernel says it (civetweb only says that it failed).
-std::string BindError(const HostPort& address) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(address.port);
-  if (int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return gai_strerror(rc);
-  }
-  std::string reason = "unknown reason";
-  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-    if (fd < 0) {
-      reason = std::strerror(errno);
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // as civetweb does
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      reason = std::strerror(errno);
-    } else if (::listen(fd, 1) != 0) {
-      reason = std::strerror(errno);
-    }
-    ::close(fd);
-  }
-  freeaddrinfo(found);
-  return reason;
 }
 
 }  // namespace
@@ -132,8 +97,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     // Two threads: scrapes are rare and short.
     server->exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
   } catch (const std::exception& e) {
+    // civetweb only says that it failed; the kernel's reason is asked again.
+    std::string reason = BindFailureReason(address);
+    if (reason.empty()) reason = e.what();
     return absl::UnavailableError(
-        absl::StrCat(Sv(flag), ": cannot serve metrics on ", address, ": ", BindError(*parsed),
+        absl::StrCat(Sv(flag), " ", address, ": ", reason,
                      " (choose another HOST:PORT, port 0 for any free one, or --metrics off)"));
   }
   server->exposer_->RegisterCollectable(server->collectable_);

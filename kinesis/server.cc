@@ -22,6 +22,7 @@
 // h2o's own event loop (libh2o-evloop), not its libuv flavour: the structs differ.
 #define H2O_USE_LIBUV 0
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -285,6 +286,7 @@ absl::StatusOr<int> Listen(const std::string& spec, std::string* bound) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
     if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd, SOMAXCONN) != 0) {
       last_error = std::strerror(errno);
+      last_error[0] = absl::ascii_tolower(static_cast<unsigned char>(last_error[0]));
       close(fd);
       fd = -1;
     }

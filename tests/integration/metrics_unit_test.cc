@@ -98,7 +98,7 @@ TEST(MetricsServerTest, APortInUseIsAClearError) {
   const std::string message(server.status().message());
   EXPECT_THAT(message, HasSubstr("--metrics"));
   EXPECT_THAT(message, HasSubstr(held.address()));
-  EXPECT_THAT(message, HasSubstr("Address already in use"));
+  EXPECT_THAT(message, HasSubstr("address already in use"));
 }
 
 TEST(PollerMetricsTest, EveryInvokeStatusHasItsOwnOutcome) {
