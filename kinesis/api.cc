@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/nesting_depth.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "google/protobuf/util/time_util.h"
@@ -1142,6 +1143,15 @@ void KinesisApi::Handle(std::string_view target, std::string_view content_type,
   auto op = OperationFromTarget(target);
   if (!op.ok()) return done(ErrorResponse(op.status(), format));
 
+  // The decoders recurse per level (nlohmann's CBOR reader also per tag): a deep body must be
+  // refused before it reaches them, or it overflows the stack.
+  if (absl::Status depth = format == WireFormat::kCbor ? CheckCborNesting(body, kMaxBodyNesting)
+                                                       : CheckJsonNesting(body, kMaxBodyNesting);
+      !depth.ok()) {
+    return done(ErrorResponse(
+        KinesisStatus("SerializationException", absl::StrCat("the body is ", depth.message())),
+        format));
+  }
   Json request;
   if (body.empty()) {
     request = Json::object();

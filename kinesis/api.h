@@ -24,6 +24,10 @@ inline constexpr std::string_view kJsonContentType = "application/x-amz-json-1.1
 inline constexpr std::string_view kCborContentType = "application/x-amz-cbor-1.1";
 inline constexpr std::string_view kEventStreamContentType = "application/vnd.amazon.eventstream";
 
+// Deepest nesting of arrays and maps a request body may have (Kinesis's deepest request shape
+// has 3 levels); deeper bodies get a SerializationException before any decoder sees them.
+inline constexpr int kMaxBodyNesting = 32;
+
 // "application/x-amz-cbor-1.1" → CBOR; JSON for the JSON types and for anything else a client
 // may send (the AWS CLI and SDKs always name one of the two).
 WireFormat FormatFromContentType(std::string_view content_type);
