@@ -4,6 +4,7 @@
 // yaml-cpp throws; every call into it stays inside ParseConfig's try block.
 #include "poller/config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -51,6 +52,10 @@ constexpr int kMaxRetryAttempts = 10000;
 constexpr absl::Duration kMinRecordAge = absl::Seconds(60);
 constexpr absl::Duration kMaxRecordAge = absl::Seconds(604800);
 constexpr size_t kMaxFilters = 5;
+// A pattern written as YAML is turned into JSON by a recursive walk, and YAML aliases let a few
+// lines stand for billions of nodes (each alias of an alias multiplies): both are bounded.
+constexpr int kMaxPatternDepth = 64;
+constexpr size_t kMaxPatternJsonBytes = 64 << 10;
 constexpr size_t kMaxReportedErrors = 20;
 
 constexpr const char* kTopLevelKeys[] = {"streams", "functions", "event_source_mappings"};
@@ -427,7 +432,10 @@ class ConfigParser {
   void ParseEnvironment(const Entry& entry, std::map<std::string, std::string>* out);
   void ParseOnFailure(const Entry& entry, MappingSpec* mapping);
   void ParseFilters(const Entry& entry, MappingSpec* mapping);
-  bool YamlToJson(const YAML::Node& node, rapidjson::Writer<rapidjson::StringBuffer>& writer);
+  // Writes a filter pattern given as YAML as JSON; false (with an error at the node) past
+  // kMaxPatternDepth levels or kMaxPatternJsonBytes of JSON.
+  bool YamlToJson(const YAML::Node& node, const rapidjson::StringBuffer& buffer,
+                  rapidjson::Writer<rapidjson::StringBuffer>& writer, int depth = 1);
   void CheckReferences();
 
   absl::Status ErrorsToStatus();
@@ -786,8 +794,18 @@ void ConfigParser::ParseOnFailure(const Entry& entry, MappingSpec* mapping) {
   mapping->on_failure = std::move(*destination);
 }
 
-bool ConfigParser::YamlToJson(const YAML::Node& node,
-                              rapidjson::Writer<rapidjson::StringBuffer>& writer) {
+bool ConfigParser::YamlToJson(const YAML::Node& node, const rapidjson::StringBuffer& buffer,
+                              rapidjson::Writer<rapidjson::StringBuffer>& writer, int depth) {
+  if ((node.IsMap() || node.IsSequence()) && depth > kMaxPatternDepth) {
+    AddError(node.Mark(),
+             absl::StrCat("a filter pattern nested deeper than ", kMaxPatternDepth, " levels"));
+    return false;
+  }
+  if (buffer.GetSize() > kMaxPatternJsonBytes) {
+    AddError(node.Mark(), absl::StrCat("a filter pattern longer than ", kMaxPatternJsonBytes,
+                                       " bytes as JSON (YAML aliases are expanded)"));
+    return false;
+  }
   switch (node.Type()) {
     case YAML::NodeType::Map:
       writer.StartObject();
@@ -799,14 +817,14 @@ bool ConfigParser::YamlToJson(const YAML::Node& node,
         }
         std::string key = it->first.Scalar();
         writer.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
-        if (!YamlToJson(it->second, writer)) return false;
+        if (!YamlToJson(it->second, buffer, writer, depth + 1)) return false;
       }
       writer.EndObject();
       return true;
     case YAML::NodeType::Sequence:
       writer.StartArray();
       for (auto it = node.begin(); it != node.end(); ++it) {
-        if (!YamlToJson(*it, writer)) return false;
+        if (!YamlToJson(*it, buffer, writer, depth + 1)) return false;
       }
       writer.EndArray();
       return true;
@@ -863,7 +881,7 @@ void ConfigParser::ParseFilters(const Entry& entry, MappingSpec* mapping) {
     if (item.IsMap()) {
       rapidjson::StringBuffer buffer;
       rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-      if (!YamlToJson(item, writer)) continue;
+      if (!YamlToJson(item, buffer, writer)) continue;
       json.assign(buffer.GetString(), buffer.GetSize());
     } else if (item.IsScalar()) {
       json = item.Scalar();
@@ -1057,6 +1075,10 @@ absl::StatusOr<Config> ConfigParser::Parse(std::string_view yaml) {
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's parser recurses per level and stops itself at 2000 ("bad file").
+    AddError(e.mark, "YAML nested too deeply (yaml-cpp stops at 2000 levels)");
+    return ErrorsToStatus();
   } catch (const YAML::Exception& e) {
     AddError(e.mark, absl::StrCat("YAML syntax error: ", e.msg));
     return ErrorsToStatus();

@@ -598,6 +598,34 @@ TEST(ConfigTest, BadFilterIsRefusedAtThePattern) {
                "Kinesis filters match the record's data only; write {\"data\": {...}}"));
 }
 
+// A hostile file must get an error at the place, in bounded time and memory: YAML nested
+// past yaml-cpp's recursion guard, a pattern nested deeper than filters allow, and a
+// "billion laughs" of aliases that a pattern would expand to 10^9 values.
+TEST(ConfigTest, DeepAndAliasExpandedInputIsRefusedWithItsPlace) {
+  const std::string deep = "streams: " + std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_THAT(ErrorOf(deep), StartsWith(absl::StrCat(kPath, ":1:")));
+  EXPECT_THAT(ErrorOf(deep), HasSubstr("YAML nested too deeply"));
+
+  std::string pattern = "1";
+  for (int i = 0; i < 100; ++i) pattern = "[" + pattern + "]";
+  EXPECT_EQ(ErrorOf(absl::StrCat(kStreams, kFunctions, kMappings,
+                                 "    filters:\n      - {data: {x: ", pattern, "}}\n")),
+            At(10, 82, "a filter pattern nested deeper than 64 levels"));
+
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    absl::StrAppend(&bomb, "a", i, ": &a", i, " [");
+    for (int k = 0; k < 10; ++k) absl::StrAppend(&bomb, k == 0 ? "" : ", ", "*a", i - 1);
+    absl::StrAppend(&bomb, "]\n");
+  }
+  const absl::Time start = absl::Now();
+  const std::string error = ErrorOf(absl::StrCat(bomb, kStreams, kFunctions, kMappings,
+                                                 "    filters:\n      - {data: {x: *a8}}\n"));
+  EXPECT_THAT(error, HasSubstr("a filter pattern longer than 65536 bytes as JSON"));
+  EXPECT_THAT(error, StartsWith(absl::StrCat(kPath, ":")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 TEST(ConfigTest, AtMostFiveFilters) {
   std::string five = "    filters:\n";
   for (int i = 0; i < 5; ++i) absl::StrAppend(&five, "      - data: {n: [", i, "]}\n");
