@@ -2,6 +2,7 @@
 // result, until the runtime closes the channel.
 #include "runnel/runtime/worker.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -108,10 +109,20 @@ int64_t MaxRssKb() {
   return usage.ru_maxrss;
 }
 
+// runnel died (the parent-death signal): end the worker's whole process group, itself included,
+// so that nothing the handler forked outlives runnel. Only async-signal-safe calls.
+void OnParentDied(int) { ::kill(0, SIGKILL); }
+
 }  // namespace
 
 int RunWorker(int channel_fd) {
   g_channel_fd = channel_fd;
+  // A program the handler runs (system(), popen(), fork+exec) does not inherit the channel.
+  ::fcntl(channel_fd, F_SETFD, FD_CLOEXEC);
+  struct sigaction parent_died {};
+  parent_died.sa_handler = &OnParentDied;
+  sigemptyset(&parent_died.sa_mask);
+  ::sigaction(WorkerParentDeathSignal(), &parent_died, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   // A handler's crash must end the worker with its own signal, which the runtime reports. Under
   // AddressSanitizer the sanitizer's SEGV handler would turn it into "exit status 1".

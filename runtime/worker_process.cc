@@ -87,6 +87,7 @@ class Spawner {
     int stdout_fd;
     int stderr_fd;
     int stdin_fd;
+    int parent_death_signal;
   };
 
   static Spawner& Get() {
@@ -143,15 +144,21 @@ class Spawner {
       return;
     }
     if (pid > 0) {
+      // Also here, not only in the child: a KillAndReap that comes before the child has run must
+      // find the group. (EACCES once the child has exec'd: it has made the group itself.)
+      ::setpgid(pid, pid);
       job->pid = pid;
       return;
     }
-    // Child. Die with the parent (checked after setting, in case it died in between).
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    // Its own process group: a Ctrl-C at the terminal is for runnel, which then stops its
-    // workers itself, not for workers in the middle of a batch.
+    // Child. Its own process group, which everything the handler forks inherits: ending the
+    // worker ends the group (see KillAndReap). It also keeps a Ctrl-C at the terminal for
+    // runnel, which then stops its workers itself, not for workers in the middle of a batch.
     ::setpgid(0, 0);
+    // Die with the parent (checked after setting, in case it died in between). The signal is one
+    // `runnel worker` catches to kill its whole group; until it has installed that handler, the
+    // signal's default action ends the worker alone (it has forked nothing yet).
+    ::prctl(PR_SET_PDEATHSIG, r.parent_death_signal);
+    if (::getppid() != parent) ::_exit(127);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -295,6 +302,8 @@ int64_t ToNanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 
 }  // namespace
 
+int WorkerParentDeathSignal() { return SIGRTMIN + 5; }
+
 std::string DescribeWaitStatus(int status) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
@@ -313,7 +322,13 @@ WorkerProcess::WorkerProcess(const FunctionConfig& config, pid_t pid, int fd,
       memory_size_mb_(config.memory_size_mb),
       pid_(pid),
       fd_(fd),
-      tag_(std::move(tag)) {}
+      // Readable once the worker has exited. Its socket alone cannot say so: a process the handler
+      // forked holds a copy of it until the group is killed. (-1 on kernels before 5.3: then only
+      // the socket's end of file tells.)
+      pid_fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))),
+      tag_(std::move(tag)) {
+  if (pid_fd_ >= 0) ::fcntl(pid_fd_, F_SETFD, FD_CLOEXEC);
+}
 
 WorkerProcess::~WorkerProcess() {
   if (pid_ > 0) KillAndReap();
@@ -358,8 +373,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Functi
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
-  absl::StatusOr<pid_t> pid = Spawner::Get().Spawn(Spawner::Request{
-      binary.c_str(), argv.data(), child_end.fd, out_write.fd, err_write.fd, dev_null.fd});
+  absl::StatusOr<pid_t> pid =
+      Spawner::Get().Spawn(Spawner::Request{binary.c_str(), argv.data(), child_end.fd, out_write.fd,
+                                            err_write.fd, dev_null.fd, WorkerParentDeathSignal()});
   if (!pid.ok()) return pid.status();
   // The child has its copies; closing ours lets EOF mean "the worker is gone".
   ::close(child_end.release());
@@ -423,9 +439,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Functi
 
 bool WorkerProcess::Healthy() {
   if (pid_ <= 0) return false;
-  pollfd p{fd_, POLLIN, 0};
+  pollfd p[2] = {{fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
   // An idle worker has nothing to say: readable means it died (EOF) or scribbled on its socket.
-  if (::poll(&p, 1, 0) == 0) return true;
+  if (::poll(p, pid_fd_ >= 0 ? 2 : 1, 0) == 0) return true;
   int status = KillAndReap();
   ScopedLogTags tags{{kTagFunction, function_name_}};
   spdlog::warn("[{}] worker {} died while idle ({}); starting a new one", function_name_, tag_->pid,
@@ -436,8 +452,11 @@ bool WorkerProcess::Healthy() {
 int WorkerProcess::KillAndReap() {
   int status = 0;
   if (pid_ > 0) {
-    // Harmless when it has already exited: it stays a zombie, and its status is kept, until the
-    // waitpid below.
+    // The whole process group: whatever the handler forked dies with the worker. Harmless when
+    // the worker has already exited: it stays a zombie, its status kept, until the waitpid below,
+    // and while it is a zombie its pid (the group's id) cannot be reused, so the group kill cannot
+    // reach a stranger. A process that left the group (setsid, setpgid) is not reached.
+    ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
@@ -446,6 +465,10 @@ int WorkerProcess::KillAndReap() {
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
+  }
+  if (pid_fd_ >= 0) {
+    ::close(pid_fd_);
+    pid_fd_ = -1;
   }
   return status;
 }
@@ -463,16 +486,19 @@ WorkerProcess::Io WorkerProcess::WriteAll(const char* data, size_t size, int64_t
     // The worker is not reading (busy or hung): wait for room until the deadline.
     int64_t left = deadline_ns - MonotonicNanos();
     if (left <= 0) return Io::kTimeout;
-    pollfd p{fd_, POLLOUT, 0};
+    pollfd p[2] = {{fd_, POLLOUT, 0}, {pid_fd_, POLLIN, 0}};
     timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
-    int ready = ::ppoll(&p, 1, &ts, nullptr);
+    int ready = ::ppoll(p, pid_fd_ >= 0 ? 2 : 1, &ts, nullptr);
     if (ready == 0) return Io::kTimeout;
-    if (ready > 0 && (p.revents & (POLLERR | POLLHUP)) != 0) return Io::kClosed;
+    if (ready > 0 && ((p[0].revents & (POLLERR | POLLHUP)) != 0 || p[1].revents != 0)) {
+      return Io::kClosed;  // the worker is gone (or will never read again)
+    }
   }
   return Io::kOk;
 }
 
 WorkerProcess::Io WorkerProcess::ReadExact(char* data, size_t size, int64_t deadline_ns) {
+  bool exited = false;
   while (size > 0) {
     ssize_t n = ::recv(fd_, data, size, MSG_DONTWAIT);
     if (n > 0) {
@@ -483,12 +509,15 @@ WorkerProcess::Io WorkerProcess::ReadExact(char* data, size_t size, int64_t dead
     if (n == 0) return Io::kClosed;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return Io::kClosed;
+    // Exited, and everything it wrote before (already in the socket) has been read.
+    if (exited) return Io::kClosed;
     int64_t left = deadline_ns - MonotonicNanos();
     if (left < 0) left = 0;  // one last look: an answer that is there at the deadline counts
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p[2] = {{fd_, POLLIN, 0}, {pid_fd_, POLLIN, 0}};
     timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
-    int ready = ::ppoll(&p, 1, &ts, nullptr);
+    int ready = ::ppoll(p, pid_fd_ >= 0 ? 2 : 1, &ts, nullptr);
     if (ready == 0) return Io::kTimeout;
+    if (ready > 0 && p[1].revents != 0) exited = true;
   }
   return Io::kOk;
 }

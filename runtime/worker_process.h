@@ -27,8 +27,15 @@ inline constexpr absl::Duration kWorkerInitTimeout = absl::Seconds(10);
 inline constexpr int kWorkerExitInitFailed = 3;
 inline constexpr int kWorkerExitOutOfMemory = 4;
 
-// One worker process. Not thread-safe: the owner (ProcessFunction) hands it to one invocation at
-// a time. The destructor kills and reaps the process if it is still running.
+// The signal a worker gets when runnel dies (PR_SET_PDEATHSIG). Not SIGKILL: `runnel worker`
+// catches it to kill its whole process group, so that what the handler forked dies too. A
+// real-time signal, so that a plugin's own SIGTERM or SIGHUP handling cannot swallow it.
+int WorkerParentDeathSignal();
+
+// One worker process, the leader of its own process group. Not thread-safe: the owner
+// (ProcessFunction) hands it to one invocation at a time. Whenever the worker ends (timeout,
+// crash, memory overrun, a broken response, the destructor) its whole group is killed, so
+// processes the handler forked do not outlive it.
 class WorkerProcess {
  public:
   // Spawns `runnel worker`, sends it the plugin and configuration and waits until it has loaded
@@ -60,7 +67,7 @@ class WorkerProcess {
   Io ReadExact(char* data, size_t size, int64_t deadline_ns);
   // Reads one frame; kOk with `*valid` false when the header or size is nonsense.
   Io ReadFrame(wire::FrameHeader* header, uint64_t max_length, int64_t deadline_ns, bool* valid);
-  // Kills (SIGKILL) and reaps the worker; returns its wait status.
+  // Kills (SIGKILL) the worker's process group and reaps the worker; returns its wait status.
   int KillAndReap();
   // The result for a worker that died on its own: its signal or exit status.
   InvokeResult Died(InvokeResult result);
@@ -69,6 +76,7 @@ class WorkerProcess {
   int memory_size_mb_;
   pid_t pid_;
   int fd_;
+  int pid_fd_;
   std::shared_ptr<WorkerLogTag> tag_;
   wire::Buffer send_;
   wire::Buffer receive_;
