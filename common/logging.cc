@@ -188,6 +188,8 @@ ScopedLogTags::ScopedLogTags(const LogTagSnapshot& tags) {
 
 LogTagSnapshot CurrentLogTags() { return t_tags; }
 
+std::string_view CurrentLogTag(std::string_view key) { return TagValue(key); }
+
 ScopedLogTags::~ScopedLogTags() { t_tags.resize(t_tags.size() - pushed_); }
 
 void LogInvocationLine(int spdlog_level, std::string_view function, std::string_view request_id,

@@ -36,6 +36,8 @@ LogFormat CurrentLogFormat();
 // worker process's output).
 using LogTagSnapshot = std::vector<std::pair<std::string, std::string>>;
 LogTagSnapshot CurrentLogTags();
+// One tag of this thread ("" when unset), without copying them all; valid while its scope lives.
+std::string_view CurrentLogTag(std::string_view key);
 
 // Tags for the lines this thread logs while the object lives. Keys are the fixed names below;
 // an empty value leaves the key out.

@@ -13,16 +13,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "runtime/in_process_crash.h"
+#include "runtime/invoke_outcome.h"
 #include "runtime/plugin.h"
 #include "runtime/worker_process.h"
 
 namespace runnel::runtime {
 namespace {
-
-std::string TimeoutMessage(absl::Duration timeout) {
-  // Lambda's wording, seconds with two decimals.
-  return absl::StrFormat("Task timed out after %.2f seconds", absl::ToDoubleSeconds(timeout));
-}
 
 std::string_view RoleOf(const FunctionConfig& config) {
   return config.role.empty() ? kDefaultRoleArn : std::string_view(config.role);
@@ -45,47 +42,151 @@ void SpdlogSink(int32_t level, std::string_view function_name, std::string_view 
   LogInvocationLine(spd_level, function_name, request_id, message);
 }
 
-// in_process: a pool of handler instances in this process, one per concurrent invocation.
-class InProcessFunction : public Function {
+// The bookkeeping both modes share: a pool of execution environments (a worker process, or a
+// handler instance in this process), one per concurrent invocation and at most max_concurrency,
+// idle ones reused (the most recently used first: its caches are warm); the request id; and the
+// result when no environment could be made.
+template <typename Environment>
+class PooledFunction : public Function {
  public:
-  InProcessFunction(FunctionConfig config, std::shared_ptr<const Plugin> plugin)
-      : Function(std::move(config)), plugin_(std::move(plugin)) {}
-
-  absl::Status Start() {
-    absl::StatusOr<std::unique_ptr<Slot>> slot = NewSlot();
-    if (!slot.ok()) return slot.status();
+  ~PooledFunction() override {
     absl::MutexLock lock(&mu_);
-    idle_.push_back(*std::move(slot));
+    idle_.clear();  // a worker's destructor kills and reaps it
+  }
+
+  // Makes the first environment now, so that a bad plugin is reported at start-up.
+  absl::Status Start() {
+    absl::StatusOr<std::unique_ptr<Environment>> first = NewEnvironment();
+    if (!first.ok()) return first.status();
+    absl::MutexLock lock(&mu_);
+    idle_.push_back(*std::move(first));
     live_ = 1;
     return absl::OkStatus();
   }
 
-  InvokeResult Invoke(const InvokeRequest& request) override {
-    InvokeResult result;
-    result.request_id =
+  InvokeResult Invoke(const InvokeRequest& request) final {
+    std::string request_id =
         request.request_id.empty() ? NewRequestId() : std::string(request.request_id);
-    std::unique_ptr<Slot> slot = Acquire();
-    if (slot == nullptr) {
-      absl::StatusOr<std::unique_ptr<Slot>> made = NewSlot();
+    std::unique_ptr<Environment> environment = Acquire();
+    // An environment that died while idle is replaced before the batch is sent, so its death is
+    // not charged to this batch.
+    if (environment != nullptr && !Healthy(*environment)) environment.reset();
+    if (environment == nullptr) {
+      absl::StatusOr<std::unique_ptr<Environment>> made = NewEnvironment();
       if (!made.ok()) {
         Release(nullptr);
+        InvokeResult result;
+        result.request_id = std::move(request_id);
         result.status = InvokeStatus::kUnavailable;
         result.error_type = "Runtime.Unavailable";
         result.error_message = std::string(made.status().message());
+        LogInvocationLine(spdlog::level::err, config().name, result.request_id,
+                          result.error_message);
         return result;
       }
-      slot = *std::move(made);
+      environment = *std::move(made);
     }
+    InvokeResult result = Run(*environment, request, std::move(request_id));
+    // One that is gone is not returned: the next invocation gets a fresh one.
+    Release(Alive(*environment) ? std::move(environment) : nullptr);
+    return result;
+  }
 
-    slot->records.resize(request.records.size());
+ protected:
+  explicit PooledFunction(FunctionConfig config) : Function(std::move(config)) {}
+
+  virtual absl::StatusOr<std::unique_ptr<Environment>> NewEnvironment() = 0;
+  virtual InvokeResult Run(Environment& environment, const InvokeRequest& request,
+                           std::string request_id) = 0;
+  // Before an invocation: false for an idle environment that has died meanwhile (a worker
+  // process; it is reaped). After one: false when the result left it unusable.
+  virtual bool Healthy(Environment& environment) = 0;
+  virtual bool Alive(Environment& environment) = 0;
+
+ private:
+  // An idle environment, or nullptr with a reservation to make a new one (see Release).
+  std::unique_ptr<Environment> Acquire() {
+    absl::MutexLock lock(&mu_);
+    int max = config().max_concurrency;
+    auto available = [this, max]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || max == 0 || live_ < max;
+    };
+    mu_.Await(absl::Condition(&available));
+    if (!idle_.empty()) {
+      std::unique_ptr<Environment> environment = std::move(idle_.back());
+      idle_.pop_back();
+      return environment;
+    }
+    ++live_;
+    return nullptr;
+  }
+
+  // Returns an environment to the pool; nullptr frees the slot of one that is gone (or of a
+  // reservation that made none).
+  void Release(std::unique_ptr<Environment> environment) {
+    absl::MutexLock lock(&mu_);
+    if (environment == nullptr) {
+      --live_;
+    } else {
+      idle_.push_back(std::move(environment));
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Environment>> idle_ ABSL_GUARDED_BY(mu_);
+  int live_ ABSL_GUARDED_BY(mu_) = 0;  // environments idle or busy, plus reservations
+};
+
+// One handler instance in this process, with the buffers its invocations reuse.
+struct InProcessSlot {
+  std::unique_ptr<PluginInstance> instance;
+  std::vector<runnel_record> records;  // reused: no allocation per invocation
+  HandleOutcome outcome;
+};
+
+runnel_bytes Bytes(std::string_view view) { return runnel_bytes{view.data(), view.size()}; }
+
+// in_process: handler instances called directly.
+class InProcessFunction : public PooledFunction<InProcessSlot> {
+ public:
+  InProcessFunction(FunctionConfig config, std::shared_ptr<const Plugin> plugin)
+      : PooledFunction(std::move(config)), plugin_(std::move(plugin)) {}
+
+ private:
+  absl::StatusOr<std::unique_ptr<InProcessSlot>> NewEnvironment() override {
+    InitParams params{config().name, config().environment,
+                      absl::ToInt64Milliseconds(config().timeout), config().memory_size_mb};
+    absl::StatusOr<std::unique_ptr<PluginInstance>> instance;
+    {
+      CrashNoteScope crash_note(config().name, CurrentLogTag(kTagMapping), CurrentLogTag(kTagShard),
+                                /*request_id=*/"");
+      instance = PluginInstance::Create(plugin_, params, &SpdlogSink);
+    }
+    if (!instance.ok()) {
+      return absl::Status(instance.status().code(), absl::StrCat("function ", config().name, ": ",
+                                                                 instance.status().message()));
+    }
+    auto slot = std::make_unique<InProcessSlot>();
+    slot->instance = *std::move(instance);
+    return slot;
+  }
+
+  bool Healthy(InProcessSlot&) override { return true; }
+  bool Alive(InProcessSlot&) override { return true; }
+
+  InvokeResult Run(InProcessSlot& slot, const InvokeRequest& request,
+                   std::string request_id) override {
+    InvokeResult result;
+    result.request_id = std::move(request_id);
+    slot.records.resize(request.records.size());
     for (size_t i = 0; i < request.records.size(); ++i) {
       const RecordView& r = request.records[i];
-      slot->records[i] = runnel_record{Bytes(r.partition_key), Bytes(r.sequence_number),
-                                       Bytes(r.data), r.approximate_arrival_ms};
+      slot.records[i] = runnel_record{Bytes(r.partition_key), Bytes(r.sequence_number),
+                                      Bytes(r.data), r.approximate_arrival_ms};
     }
     runnel_event event;
-    event.records = slot->records.data();
-    event.record_count = slot->records.size();
+    event.records = slot.records.data();
+    event.record_count = slot.records.size();
     event.shard_id = Bytes(request.shard_id);
     event.event_source_arn = Bytes(request.event_source_arn);
     event.aws_region = Bytes(request.aws_region);
@@ -93,11 +194,15 @@ class InProcessFunction : public Function {
 
     int64_t timeout_ns = absl::ToInt64Nanoseconds(config().timeout);
     int64_t start = MonotonicNanos();
-    slot->instance->Handle(event, result.request_id, start + timeout_ns,
-                           static_cast<uint32_t>(request.attempt), &slot->outcome);
+    {
+      // A crash in the call kills this process: it says so first (see in_process_crash.h).
+      CrashNoteScope crash_note(config().name, CurrentLogTag(kTagMapping), request.shard_id,
+                                result.request_id);
+      slot.instance->Handle(event, result.request_id, start + timeout_ns,
+                            static_cast<uint32_t>(request.attempt), &slot.outcome);
+    }
     int64_t elapsed = MonotonicNanos() - start;
     result.duration = absl::Nanoseconds(elapsed);
-    HandleOutcome& outcome = slot->outcome;
     if (elapsed > timeout_ns) {
       // The handler ran on to the end: in this process nothing can stop it. Its result is
       // discarded, as Lambda discards the result of a timed-out invocation.
@@ -109,167 +214,33 @@ class InProcessFunction : public Function {
                                      " (in_process: reported when the handler returned, after ",
                                      absl::FormatDuration(result.duration), ")"));
     } else {
-      switch (outcome.outcome) {
-        case RUNNEL_OUTCOME_SUCCESS:
-          break;
-        case RUNNEL_OUTCOME_FAILURE:
-          result.status = InvokeStatus::kFunctionError;
-          result.error_type = std::move(outcome.error_type);
-          result.error_message = std::move(outcome.error_message);
-          break;
-        case RUNNEL_OUTCOME_BATCH_ITEM_FAILURES:
-          result.status = outcome.batch_item_failures.empty() ? InvokeStatus::kSuccess
-                                                              : InvokeStatus::kBatchItemFailures;
-          result.batch_item_failures = std::move(outcome.batch_item_failures);
-          break;
-        default:
-          result.status = InvokeStatus::kInvalidResponse;
-          result.error_type = "Runtime.InvalidResponse";
-          result.error_message =
-              absl::StrCat("the handler returned an unknown outcome ", outcome.outcome);
-      }
+      HandleOutcome& outcome = slot.outcome;
+      SetResultFromOutcome(outcome.outcome, outcome.error_type, outcome.error_message,
+                           outcome.batch_item_failures, &result);
     }
-    Release(std::move(slot));
     return result;
-  }
-
- private:
-  struct Slot {
-    std::unique_ptr<PluginInstance> instance;
-    std::vector<runnel_record> records;  // reused: no allocation per invocation
-    HandleOutcome outcome;
-  };
-
-  static runnel_bytes Bytes(std::string_view view) {
-    return runnel_bytes{view.data(), view.size()};
-  }
-
-  absl::StatusOr<std::unique_ptr<Slot>> NewSlot() {
-    InitParams params{config().name, config().environment,
-                      absl::ToInt64Milliseconds(config().timeout), config().memory_size_mb};
-    absl::StatusOr<std::unique_ptr<PluginInstance>> instance =
-        PluginInstance::Create(plugin_, params, &SpdlogSink);
-    if (!instance.ok()) {
-      return absl::Status(instance.status().code(), absl::StrCat("function ", config().name, ": ",
-                                                                 instance.status().message()));
-    }
-    auto slot = std::make_unique<Slot>();
-    slot->instance = *std::move(instance);
-    return slot;
-  }
-
-  // An idle slot, or nullptr with a reservation to make a new one (see Release).
-  std::unique_ptr<Slot> Acquire() {
-    absl::MutexLock lock(&mu_);
-    int max = config().max_concurrency;
-    auto available = [this, max]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !idle_.empty() || max == 0 || live_ < max;
-    };
-    mu_.Await(absl::Condition(&available));
-    if (!idle_.empty()) {
-      std::unique_ptr<Slot> slot = std::move(idle_.back());
-      idle_.pop_back();
-      return slot;
-    }
-    ++live_;
-    return nullptr;
-  }
-
-  // Returns a slot to the pool; nullptr gives back a reservation that made none.
-  void Release(std::unique_ptr<Slot> slot) {
-    absl::MutexLock lock(&mu_);
-    if (slot == nullptr) {
-      --live_;
-    } else {
-      idle_.push_back(std::move(slot));
-    }
   }
 
   std::shared_ptr<const Plugin> plugin_;
-  absl::Mutex mu_;
-  std::vector<std::unique_ptr<Slot>> idle_ ABSL_GUARDED_BY(mu_);
-  int live_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// isolation: process: a pool of worker processes, one per concurrent invocation.
-class ProcessFunction : public Function {
+// isolation: process: `runnel worker` processes.
+class ProcessFunction : public PooledFunction<WorkerProcess> {
  public:
-  explicit ProcessFunction(FunctionConfig config) : Function(std::move(config)) {}
-
-  ~ProcessFunction() override {
-    absl::MutexLock lock(&mu_);
-    idle_.clear();  // kills and reaps each worker
-  }
-
-  absl::Status Start() {
-    absl::StatusOr<std::unique_ptr<WorkerProcess>> worker = WorkerProcess::Start(config());
-    if (!worker.ok()) return worker.status();
-    absl::MutexLock lock(&mu_);
-    idle_.push_back(*std::move(worker));
-    live_ = 1;
-    return absl::OkStatus();
-  }
-
-  InvokeResult Invoke(const InvokeRequest& request) override {
-    std::string request_id =
-        request.request_id.empty() ? NewRequestId() : std::string(request.request_id);
-    std::unique_ptr<WorkerProcess> worker = Acquire();
-    // A worker that died while idle is replaced before the batch is sent, so its death is not
-    // charged to this batch.
-    if (worker != nullptr && !worker->Healthy()) worker.reset();
-    if (worker == nullptr) {
-      absl::StatusOr<std::unique_ptr<WorkerProcess>> started = WorkerProcess::Start(config());
-      if (!started.ok()) {
-        Release(nullptr);
-        InvokeResult result;
-        result.request_id = std::move(request_id);
-        result.status = InvokeStatus::kUnavailable;
-        result.error_type = "Runtime.Unavailable";
-        result.error_message = std::string(started.status().message());
-        LogInvocationLine(spdlog::level::err, config().name, result.request_id,
-                          result.error_message);
-        return result;
-      }
-      worker = *std::move(started);
-    }
-    InvokeResult result = worker->Invoke(request, request_id, RoleOf(config()), config().timeout);
-    // A dead worker is not returned: the next invocation gets a fresh one.
-    Release(worker->alive() ? std::move(worker) : nullptr);
-    return result;
-  }
+  explicit ProcessFunction(FunctionConfig config) : PooledFunction(std::move(config)) {}
 
  private:
-  // An idle worker (the most recently used: its caches are warm), or nullptr with a reservation
-  // to start a new one.
-  std::unique_ptr<WorkerProcess> Acquire() {
-    absl::MutexLock lock(&mu_);
-    int max = config().max_concurrency;
-    auto available = [this, max]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !idle_.empty() || max == 0 || live_ < max;
-    };
-    mu_.Await(absl::Condition(&available));
-    if (!idle_.empty()) {
-      std::unique_ptr<WorkerProcess> worker = std::move(idle_.back());
-      idle_.pop_back();
-      return worker;
-    }
-    ++live_;
-    return nullptr;
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> NewEnvironment() override {
+    return WorkerProcess::Start(config());
   }
 
-  // Returns a live worker to the pool, or (nullptr) frees the slot of one that is gone.
-  void Release(std::unique_ptr<WorkerProcess> worker) {
-    absl::MutexLock lock(&mu_);
-    if (worker == nullptr) {
-      --live_;
-    } else {
-      idle_.push_back(std::move(worker));
-    }
-  }
+  bool Healthy(WorkerProcess& worker) override { return worker.Healthy(); }
+  bool Alive(WorkerProcess& worker) override { return worker.alive(); }
 
-  absl::Mutex mu_;
-  std::vector<std::unique_ptr<WorkerProcess>> idle_ ABSL_GUARDED_BY(mu_);
-  int live_ ABSL_GUARDED_BY(mu_) = 0;  // workers idle or busy, plus reservations
+  InvokeResult Run(WorkerProcess& worker, const InvokeRequest& request,
+                   std::string request_id) override {
+    return worker.Invoke(request, request_id, RoleOf(config()), config().timeout);
+  }
 };
 
 }  // namespace

@@ -20,11 +20,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
 #include "common/strings.h"
+#include "runtime/invoke_outcome.h"
 #include "runtime/plugin.h"
 
 extern char** environ;
@@ -566,8 +566,7 @@ InvokeResult WorkerProcess::Invoke(const InvokeRequest& request, std::string_vie
     KillAndReap();
     result.status = InvokeStatus::kTimeout;
     result.error_type = "Sandbox.Timedout";
-    result.error_message =
-        absl::StrFormat("Task timed out after %.2f seconds", absl::ToDoubleSeconds(timeout));
+    result.error_message = TimeoutMessage(timeout);
     LogInvocationLine(spdlog::level::warn, function_name_, result.request_id,
                       absl::StrCat(result.error_message, "; killed worker ", result.worker_pid));
     return finish();
@@ -594,29 +593,8 @@ InvokeResult WorkerProcess::Invoke(const InvokeRequest& request, std::string_vie
     return finish();
   }
   result.max_memory_used_mb = response_.max_rss_kb / 1024;
-  switch (response_.outcome) {
-    case RUNNEL_OUTCOME_SUCCESS:
-      result.status = InvokeStatus::kSuccess;
-      break;
-    case RUNNEL_OUTCOME_FAILURE:
-      result.status = InvokeStatus::kFunctionError;
-      result.error_type = std::move(response_.error_type);
-      result.error_message = std::move(response_.error_message);
-      break;
-    case RUNNEL_OUTCOME_BATCH_ITEM_FAILURES:
-      // Lambda treats an empty list as complete success.
-      result.status = response_.batch_item_failures.empty() ? InvokeStatus::kSuccess
-                                                            : InvokeStatus::kBatchItemFailures;
-      result.batch_item_failures = std::move(response_.batch_item_failures);
-      break;
-    default:
-      // The worker itself is fine (it framed the answer); the plugin returned nonsense.
-      result.status = InvokeStatus::kInvalidResponse;
-      result.error_type = "Runtime.InvalidResponse";
-      result.error_message =
-          absl::StrCat("the handler returned an unknown outcome ", response_.outcome);
-      break;
-  }
+  SetResultFromOutcome(response_.outcome, response_.error_type, response_.error_message,
+                       response_.batch_item_failures, &result);
   return finish();
 }
 
