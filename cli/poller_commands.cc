@@ -24,6 +24,7 @@
 #include "common/status_macros.h"
 #include "poller/admin_service.h"
 #include "poller/config.h"
+#include "poller/plugins.h"
 #include "poller/poller.h"
 #include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
@@ -96,6 +97,15 @@ bool StopPoller(poller::Poller& poller, const char* signal, absl::Duration timeo
   return false;
 }
 
+// Finds and checks every function's plugin (what `runnel validate` checks), before anything is
+// started or created: a bad plugin costs no data directory, no port and no worker.
+bool PluginsReady(poller::Config& config, const std::vector<std::string>& plugin_dirs) {
+  std::vector<std::string> problems =
+      poller::ResolveAndCheckPlugins(config, {.plugin_dirs = plugin_dirs, .worker_binary = ""});
+  for (const std::string& problem : problems) PrintError(problem);
+  return problems.empty();
+}
+
 void PrintBanner(const poller::Poller& poller) {
   for (const std::string& line : poller.Describe()) std::printf("  mapping %s\n", line.c_str());
   std::fflush(stdout);
@@ -124,6 +134,7 @@ int RunPoller(const PollerCommandOptions& options) {
     PrintError(std::string(config.status().message()));
     return kExitError;
   }
+  if (!PluginsReady(*config, options.plugin_dirs)) return kExitError;
   // Before the poller starts (it takes shards and checkpoints): a second poller on a taken
   // --listen or --metrics port exits here.
   if (auto status = CheckPollerListenersFree(options); !status.ok()) {
@@ -200,6 +211,7 @@ int RunUp(const UpOptions& options) {
       PrintError(std::string(loaded.status().message()));
       return kExitError;
     }
+    if (!PluginsReady(*loaded, options.plugin_dirs)) return kExitError;
     config = std::move(*loaded);
   }
   sigset_t signals = BlockShutdownSignals();

@@ -725,6 +725,8 @@ void ConfigParser::ParseFunction(const YAML::Node& node, size_t index) {
              absl::StrCat(Name(entry, "name"), " '", config.name,
                           "' is not a valid function name: 1 to 64 of a-z A-Z 0-9 _ -"));
   }
+  function.plugin_where =
+      entry.Find("plugin") != nullptr ? Where(entry.Find("plugin")->key.Mark()) : function.where;
   if (GetString(entry, "plugin", &config.plugin) && entry.Find("plugin") != nullptr) {
     if (config.plugin.empty()) {
       AddError(ValueMark(*entry.Find("plugin")),

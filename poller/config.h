@@ -33,6 +33,7 @@ struct FunctionSpec {
   // plugin_path resolved against the YAML's folder when relative; plugin as written.
   runtime::FunctionConfig config;
   SourceLocation where;
+  SourceLocation plugin_where;  // the `plugin:` key, where problems with the plugin are reported
 };
 
 enum class StartingPosition { kTrimHorizon, kLatest, kAtTimestamp };

@@ -12,60 +12,19 @@
 #include "common/status_macros.h"
 #include "poller/mapping_controller.h"
 #include "poller/mapping_runner.h"
+#include "poller/plugins.h"
 #include "runnel/runtime/function.h"
 #include "spdlog/spdlog.h"
 
 namespace runnel::poller {
 namespace {
 
-namespace fs = std::filesystem;
-
 // An on_failure stream that the file does not declare is created with one shard and 7 days of
 // retention (Kinesis's default is 24h): dead letters must outlive the records of their source
 // stream, long enough to inspect and redrive them. deploy/order-events.yaml and README say so.
 constexpr int kDestinationStreamRetentionHours = 168;
 
-std::string SelfDirectory() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? "" : self.parent_path().string();
-}
-
 }  // namespace
-
-std::vector<std::string> PluginSearchPath(const std::vector<std::string>& plugin_dirs,
-                                          const std::string& config_dir) {
-  std::vector<std::string> dirs = plugin_dirs;
-  if (const char* env = std::getenv("RUNNEL_PLUGIN_PATH"); env != nullptr) {
-    for (absl::string_view dir : absl::StrSplit(env, ':', absl::SkipEmpty())) {
-      dirs.emplace_back(dir);
-    }
-  }
-  if (std::string self = SelfDirectory(); !self.empty()) {
-    const fs::path prefix = fs::path(self).parent_path();
-    dirs.push_back((prefix / RUNNEL_INSTALL_LIBDIR / "runnel" / "handlers").string());  // installed
-    dirs.push_back((prefix / "handlers").string());  // a build tree: build/<preset>/handlers
-  }
-  dirs.push_back(config_dir.empty() ? "." : config_dir);
-  return dirs;
-}
-
-absl::StatusOr<std::string> FindPlugin(const std::string& plugin,
-                                       const std::vector<std::string>& search_dirs) {
-  if (plugin.find('/') != std::string::npos) return plugin;
-  std::vector<std::string> names = {plugin};
-  if (!plugin.ends_with(".so")) names.push_back(plugin + ".so");
-  for (const std::string& dir : search_dirs) {
-    for (const std::string& name : names) {
-      fs::path candidate = fs::path(dir) / name;
-      std::error_code ec;
-      if (fs::is_regular_file(candidate, ec)) return candidate.string();
-    }
-  }
-  return absl::NotFoundError(absl::StrCat("plugin '", plugin, "' not found in ",
-                                          absl::StrJoin(search_dirs, ", "),
-                                          " (name a path, or add --plugin-dir)"));
-}
 
 class Poller::Impl {
  public:
@@ -83,17 +42,17 @@ class Poller::Impl {
         auto found = FindPlugin(function.plugin, search);
         if (!found.ok()) {
           return absl::Status(found.status().code(),
-                              absl::StrCat(spec.where.ToString(), ": function ", function.name,
-                                           ": ", found.status().message()));
+                              absl::StrCat(spec.plugin_where.ToString(), ": function ",
+                                           function.name, ": ", found.status().message()));
         }
         function.plugin_path = *found;
       }
       if (function.worker_binary.empty()) function.worker_binary = options_.worker_binary;
       auto loaded = runtime::Function::Load(function);
       if (!loaded.ok()) {
-        return absl::Status(loaded.status().code(),
-                            absl::StrCat(spec.where.ToString(), ": function ", function.name, ": ",
-                                         loaded.status().message()));
+        // Load's message names the function already.
+        return absl::Status(loaded.status().code(), absl::StrCat(spec.plugin_where.ToString(), ": ",
+                                                                 loaded.status().message()));
       }
       functions_[function.name] = std::move(*loaded);
     }

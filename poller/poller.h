@@ -27,9 +27,8 @@ class MappingController;
 struct PollerOptions {
   Config config;
   std::shared_ptr<grpc::Channel> broker;
-  // Folders searched for plugins named by file name (after --plugin-dir and RUNNEL_PLUGIN_PATH
-  // come the installed handlers folder, the handlers folder of a build tree beside this binary,
-  // and the YAML file's folder).
+  // Folders searched for plugins named by file name (--plugin-dir; see PluginSearchPath in
+  // poller/plugins.h for the rest of the search path).
   std::vector<std::string> plugin_dirs;
   // Create the declared streams that do not exist (runnel up); otherwise they must exist.
   bool create_streams = false;
@@ -39,19 +38,6 @@ struct PollerOptions {
   // Where the mappings' runnel_poller_* metrics go; null: not exposed.
   std::shared_ptr<prometheus::Registry> metrics;
 };
-
-// Finds a plugin: a value with a '/' is a path (relative to the YAML's folder); a bare name
-// (`order_processor` or `order_processor.so`) is looked up in each folder of `search_dirs`.
-// The error lists where it looked.
-absl::StatusOr<std::string> FindPlugin(const std::string& plugin,
-                                       const std::vector<std::string>& search_dirs);
-
-// Where bare plugin names are looked up, in order: `plugin_dirs`, $RUNNEL_PLUGIN_PATH
-// (colon-separated), the installed handlers folder (`<prefix>/lib/.../runnel/handlers` beside
-// this binary's `<prefix>/bin`), `<this binary's folder>/../handlers` (a build tree), and
-// `config_dir`.
-std::vector<std::string> PluginSearchPath(const std::vector<std::string>& plugin_dirs,
-                                          const std::string& config_dir);
 
 class Poller {
  public:

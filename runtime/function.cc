@@ -332,6 +332,10 @@ absl::StatusOr<std::unique_ptr<Function>> Function::Load(const FunctionConfig& c
   return function;
 }
 
+absl::Status CheckPlugin(const std::string& plugin_path, const std::string& worker_binary) {
+  return WorkerProcess::Check(plugin_path, worker_binary);
+}
+
 std::string NewRequestId() {
   thread_local std::mt19937_64 random(std::random_device{}() ^
                                       (static_cast<uint64_t>(MonotonicNanos()) << 1));

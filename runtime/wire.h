@@ -42,6 +42,8 @@ enum class FrameType : uint32_t {
   kRequest = 4,      // runtime -> worker: one batch
   kResponse = 5,     // worker -> runtime: the handler's result
   kOutOfMemory = 6,  // worker -> runtime: memory_size exceeded, then it exits
+  kCheck = 7,        // runtime -> worker: a plugin path to open and check (no Init); answered
+                     // with kReady or kInitError, then the worker exits
 };
 
 struct FrameHeader {

@@ -109,6 +109,18 @@ int64_t MaxRssKb() {
   return usage.ru_maxrss;
 }
 
+// Answers the handshake with a kInitError frame (the status code, then its message); returns the
+// worker's exit status.
+int FailInit(int channel_fd, const absl::Status& status, wire::Buffer* out) {
+  std::string payload(4, '\0');
+  uint32_t code = static_cast<uint32_t>(status.code());
+  std::memcpy(payload.data(), &code, 4);
+  payload += std::string(status.message());
+  wire::EncodeText(wire::FrameType::kInitError, payload, out);
+  WriteAll(channel_fd, out->data(), out->size());
+  return kWorkerExitInitFailed;
+}
+
 // runnel died (the parent-death signal): end the worker's whole process group, itself included,
 // so that nothing the handler forked outlives runnel. Only async-signal-safe calls.
 void OnParentDied(int) { ::kill(0, SIGKILL); }
@@ -134,28 +146,27 @@ int RunWorker(int channel_fd) {
   wire::Buffer in;
   wire::Buffer out;
   wire::InitMessage init;
-  if (!ReadFrame(channel_fd, &header, &in) || header.type != wire::FrameType::kInit ||
-      !wire::DecodeInit(in.view(), &init)) {
+  bool have_frame = ReadFrame(channel_fd, &header, &in);
+  if (have_frame && header.type == wire::FrameType::kCheck) {
+    // `runnel validate` and the start-up checks: open the plugin (its constructors run here),
+    // check its table, answer, exit. No Init: it may need what only a running system has.
+    absl::StatusOr<std::shared_ptr<const Plugin>> plugin = Plugin::Open(std::string(in.view()));
+    if (!plugin.ok()) return FailInit(channel_fd, plugin.status(), &out);
+    wire::EncodeText(wire::FrameType::kReady, "", &out);
+    return WriteAll(channel_fd, out.data(), out.size()) ? 0 : 1;
+  }
+  if (!have_frame || header.type != wire::FrameType::kInit || !wire::DecodeInit(in.view(), &init)) {
     std::fprintf(stderr,
                  "runnel worker: no Init from the runtime (this command is started by runnel, "
                  "not by hand)\n");
     return 2;
   }
-  auto fail_init = [&](const absl::Status& status) {
-    std::string payload(4, '\0');
-    uint32_t code = static_cast<uint32_t>(status.code());
-    std::memcpy(payload.data(), &code, 4);
-    payload += std::string(status.message());
-    wire::EncodeText(wire::FrameType::kInitError, payload, &out);
-    WriteAll(channel_fd, out.data(), out.size());
-    return kWorkerExitInitFailed;
-  };
   absl::StatusOr<std::shared_ptr<const Plugin>> plugin = Plugin::Open(init.plugin_path);
-  if (!plugin.ok()) return fail_init(plugin.status());
+  if (!plugin.ok()) return FailInit(channel_fd, plugin.status(), &out);
   InitParams params{init.function_name, init.environment, init.timeout_ms, init.memory_size_mb};
   absl::StatusOr<std::unique_ptr<PluginInstance>> instance =
       PluginInstance::Create(*plugin, params, &WorkerLog);
-  if (!instance.ok()) return fail_init(instance.status());
+  if (!instance.ok()) return FailInit(channel_fd, instance.status(), &out);
 
   wire::EncodeHeader(wire::FrameHeader{wire::kMagic, wire::FrameType::kOutOfMemory, 0},
                      g_out_of_memory_frame);

@@ -316,10 +316,10 @@ std::string DescribeWaitStatus(int status) {
   return absl::StrCat("wait status ", status);
 }
 
-WorkerProcess::WorkerProcess(const FunctionConfig& config, pid_t pid, int fd,
+WorkerProcess::WorkerProcess(std::string function_name, int memory_size_mb, pid_t pid, int fd,
                              std::shared_ptr<WorkerLogTag> tag)
-    : function_name_(config.name),
-      memory_size_mb_(config.memory_size_mb),
+    : function_name_(std::move(function_name)),
+      memory_size_mb_(memory_size_mb),
       pid_(pid),
       fd_(fd),
       // Readable once the worker has exited. Its socket alone cannot say so: a process the handler
@@ -337,12 +337,12 @@ WorkerProcess::~WorkerProcess() {
   tag_->AwaitStreamsClosed(absl::Seconds(1));
 }
 
-absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const FunctionConfig& config) {
-  std::string binary = config.worker_binary.empty() ? "/proc/self/exe" : config.worker_binary;
+absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Spawn(
+    const std::string& function_name, int memory_size_mb, const std::string& worker_binary) {
+  const std::string& binary = worker_binary;
   if (::access(binary.c_str(), X_OK) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("function ", config.name,
-                                                      ": cannot run the worker binary ", binary,
-                                                      ": ", std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot run the worker binary ", binary, ": ", std::strerror(errno)));
   }
   int sockets[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
@@ -369,7 +369,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Functi
 
   // `--function` is for ps(1) only; the configuration travels in the Init frame.
   std::vector<std::string> args = {"runnel", "worker",     "--channel-fd",
-                                   "3",      "--function", config.name};
+                                   "3",      "--function", function_name};
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -383,15 +383,65 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Functi
   ::close(err_write.release());
 
   auto tag = std::make_shared<WorkerLogTag>();
-  tag->function_name = config.name;
+  tag->function_name = function_name;
   tag->pid = *pid;
   LogPump::Get().Add(out_read.release(), tag, "stdout");
   LogPump::Get().Add(err_read.release(), tag, "stderr");
 
   ::fcntl(parent_end.fd, F_SETFL, ::fcntl(parent_end.fd, F_GETFL) | O_NONBLOCK);
-  std::unique_ptr<WorkerProcess> worker(
-      new WorkerProcess(config, *pid, parent_end.release(), std::move(tag)));
+  return std::unique_ptr<WorkerProcess>(
+      new WorkerProcess(function_name, memory_size_mb, *pid, parent_end.release(), std::move(tag)));
+}
 
+absl::Status WorkerProcess::Handshake(const std::string& binary, const std::string& loading) {
+  int64_t deadline = MonotonicNanos() + ToNanos(kWorkerInitTimeout);
+  Io io = WriteAll(send_.data(), send_.size(), deadline);
+  wire::FrameHeader header;
+  bool valid = true;
+  if (io == Io::kOk) io = ReadFrame(&header, wire::kMaxResponseBytes, deadline, &valid);
+  if (io == Io::kTimeout) {
+    KillAndReap();
+    return absl::DeadlineExceededError(absl::StrCat("the worker did not finish ", loading,
+                                                    " within ",
+                                                    absl::FormatDuration(kWorkerInitTimeout)));
+  }
+  if (io == Io::kClosed) {
+    int status = KillAndReap();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the worker (", binary, ") exited with ", DescribeWaitStatus(status), " while ", loading));
+  }
+  if (!valid ||
+      (header.type != wire::FrameType::kReady && header.type != wire::FrameType::kInitError)) {
+    KillAndReap();
+    return absl::InternalError(absl::StrCat("the worker answered with garbage while ", loading));
+  }
+  if (header.type == wire::FrameType::kInitError) {
+    KillAndReap();
+    std::string_view payload = receive_.view();
+    uint32_t code = static_cast<uint32_t>(absl::StatusCode::kFailedPrecondition);
+    if (payload.size() >= 4) {
+      std::memcpy(&code, payload.data(), 4);
+      payload.remove_prefix(4);
+    }
+    return absl::Status(static_cast<absl::StatusCode>(code), Sv(payload));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+std::string WorkerBinary(const std::string& configured) {
+  return configured.empty() ? "/proc/self/exe" : configured;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const FunctionConfig& config) {
+  const std::string binary = WorkerBinary(config.worker_binary);
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker =
+      Spawn(config.name, config.memory_size_mb, binary);
+  if (!worker.ok()) {
+    return absl::Status(worker.status().code(),
+                        absl::StrCat("function ", config.name, ": ", worker.status().message()));
+  }
   // The handshake: Init -> Ready, or an error frame naming what is wrong with the plugin.
   wire::InitMessage init;
   init.plugin_path = config.plugin_path.empty() ? config.plugin : config.plugin_path;
@@ -399,42 +449,26 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(const Functi
   init.timeout_ms = absl::ToInt64Milliseconds(config.timeout);
   init.memory_size_mb = config.memory_size_mb;
   init.environment = config.environment;
-  wire::EncodeInit(init, &worker->send_);
-  int64_t deadline = MonotonicNanos() + ToNanos(kWorkerInitTimeout);
-  Io io = worker->WriteAll(worker->send_.data(), worker->send_.size(), deadline);
-  wire::FrameHeader header;
-  bool valid = true;
-  if (io == Io::kOk) io = worker->ReadFrame(&header, wire::kMaxResponseBytes, deadline, &valid);
-  if (io == Io::kTimeout) {
-    worker->KillAndReap();
-    return absl::DeadlineExceededError(absl::StrCat(
-        "function ", config.name, ": the worker did not finish loading ", init.plugin_path,
-        " and running Init within ", absl::FormatDuration(kWorkerInitTimeout)));
-  }
-  if (io == Io::kClosed) {
-    int status = worker->KillAndReap();
-    return absl::FailedPreconditionError(
-        absl::StrCat("function ", config.name, ": the worker (", binary, ") exited with ",
-                     DescribeWaitStatus(status), " before it was ready"));
-  }
-  if (!valid ||
-      (header.type != wire::FrameType::kReady && header.type != wire::FrameType::kInitError)) {
-    worker->KillAndReap();
-    return absl::InternalError(
-        absl::StrCat("function ", config.name, ": the worker answered Init with garbage"));
-  }
-  if (header.type == wire::FrameType::kInitError) {
-    worker->KillAndReap();
-    std::string_view payload = worker->receive_.view();
-    uint32_t code = static_cast<uint32_t>(absl::StatusCode::kFailedPrecondition);
-    if (payload.size() >= 4) {
-      std::memcpy(&code, payload.data(), 4);
-      payload.remove_prefix(4);
-    }
-    return absl::Status(static_cast<absl::StatusCode>(code),
-                        absl::StrCat("function ", config.name, ": ", std::string(payload)));
+  wire::EncodeInit(init, &(*worker)->send_);
+  absl::Status ready =
+      (*worker)->Handshake(binary, absl::StrCat("loading ", init.plugin_path, " and running Init"));
+  if (!ready.ok()) {
+    return absl::Status(ready.code(),
+                        absl::StrCat("function ", config.name, ": ", ready.message()));
   }
   return worker;
+}
+
+absl::Status WorkerProcess::Check(const std::string& plugin_path,
+                                  const std::string& worker_binary) {
+  const std::string binary = WorkerBinary(worker_binary);
+  absl::StatusOr<std::unique_ptr<WorkerProcess>> worker =
+      Spawn("(plugin check)", kMinMemorySizeMb, binary);
+  if (!worker.ok()) return worker.status();
+  wire::EncodeText(wire::FrameType::kCheck, plugin_path, &(*worker)->send_);
+  absl::Status checked = (*worker)->Handshake(binary, absl::StrCat("loading ", plugin_path));
+  if (checked.ok()) (*worker)->KillAndReap();  // it exits after its answer; no need to wait
+  return checked;
 }
 
 bool WorkerProcess::Healthy() {

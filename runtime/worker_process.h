@@ -43,6 +43,11 @@ class WorkerProcess {
   // naming the plugin file), or says how the worker died.
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(const FunctionConfig& config);
 
+  // Spawns a worker that only opens `plugin_path` (its static constructors run there, not here)
+  // and checks it as Plugin::Open does, without running Init; it then exits. The error is the
+  // loader's (naming the file) or says how the worker died while loading it.
+  static absl::Status Check(const std::string& plugin_path, const std::string& worker_binary);
+
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
@@ -60,7 +65,15 @@ class WorkerProcess {
   pid_t pid() const { return pid_; }
 
  private:
-  WorkerProcess(const FunctionConfig& config, pid_t pid, int fd, std::shared_ptr<WorkerLogTag> tag);
+  WorkerProcess(std::string function_name, int memory_size_mb, pid_t pid, int fd,
+                std::shared_ptr<WorkerLogTag> tag);
+  // Starts `runnel worker` (`worker_binary`, already defaulted) with its channel and output pipes.
+  static absl::StatusOr<std::unique_ptr<WorkerProcess>> Spawn(const std::string& function_name,
+                                                              int memory_size_mb,
+                                                              const std::string& worker_binary);
+  // Sends the first frame (in send_) and waits for kReady; `loading` says what the worker is
+  // doing, for messages ("loading x.so and running Init").
+  absl::Status Handshake(const std::string& binary, const std::string& loading);
 
   enum class Io { kOk, kTimeout, kClosed };
   Io WriteAll(const char* data, size_t size, int64_t deadline_ns);

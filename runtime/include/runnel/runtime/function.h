@@ -69,6 +69,14 @@ absl::Status ValidateFunctionConfig(const FunctionConfig& config);
 // names it; an absolute path is kept.
 std::string ResolvePluginPath(std::string_view plugin, std::string_view config_dir);
 
+// Checks a plugin file without running it: it is a shared library exporting
+// runnel_handler_entry, built for this ABI version, with a well-formed entry table. The file is
+// opened in a short-lived `runnel worker` process (`worker_binary`; empty: this executable), so
+// that its static constructors run there: one that crashes or hangs is reported, not suffered.
+// Init is not run (it may need what only the running system has). The error names the file and
+// says what is wrong, or how the worker died while loading it.
+absl::Status CheckPlugin(const std::string& plugin_path, const std::string& worker_binary = "");
+
 // The invokeIdentityArn used when FunctionConfig::role is empty.
 inline constexpr std::string_view kDefaultRoleArn = "arn:aws:iam::000000000000:role/runnel";
 
