@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "common/file_util.h"
+#include "poller/plugins.h"
 #include "runnel/runtime/event_json.h"
 #include "runnel/runtime/function.h"
 #include "runnel/runtime/worker.h"
@@ -26,6 +27,8 @@ namespace {
 
 struct InvokeOptions {
   std::string plugin;
+  std::vector<std::string> plugin_dirs;
+  std::string partition_key;
   std::string isolation = "process";
   std::string timeout = "3s";
   int memory_size_mb = 128;
@@ -50,7 +53,15 @@ int RunInvoke(const InvokeOptions& options) {
 
   runtime::FunctionConfig config;
   config.plugin = options.plugin;
-  config.plugin_path = std::filesystem::absolute(options.plugin).string();
+  // A bare name (`echo`, `echo.so`) is looked up as a YAML file's `plugin:` is, with the current
+  // folder in the place of the YAML file's folder.
+  absl::StatusOr<std::string> found =
+      poller::FindPlugin(options.plugin, poller::PluginSearchPath(options.plugin_dirs, "."));
+  if (!found.ok()) {
+    PrintError(std::string(found.status().message()));
+    return kExitError;
+  }
+  config.plugin_path = std::filesystem::absolute(*found).lexically_normal().string();
   config.name = options.function_name.empty()
                     ? std::filesystem::path(options.plugin).stem().string()
                     : options.function_name;
@@ -96,8 +107,8 @@ int RunInvoke(const InvokeOptions& options) {
     if (event.event_source_arn.empty()) event.event_source_arn = options.stream_arn;
     if (event.aws_region.empty()) event.aws_region = options.region;
   } else {
-    event =
-        runtime::EventFromData(options.data, options.shard_id, options.stream_arn, options.region);
+    event = runtime::EventFromData(options.data, options.shard_id, options.stream_arn,
+                                   options.region, options.partition_key);
   }
 
   absl::StatusOr<std::unique_ptr<runtime::Function>> function = runtime::Function::Load(config);
@@ -137,7 +148,15 @@ void AddRuntimeCommands(CLI::App& app, int* exit_code) {
       "Invoke a handler plugin once with a Lambda-shaped Kinesis event and print the result as "
       "JSON: {\"batchItemFailures\":[...]} (an empty list is success) or "
       "{\"errorType\":...,\"errorMessage\":...}. Exits 0 on success, 1 on any failure.");
-  invoke->add_option("plugin", options->plugin, "The handler plugin (.so)")->required();
+  invoke
+      ->add_option("plugin", options->plugin,
+                   "The handler plugin: a path (with a /), or a name (echo, echo.so) looked up as "
+                   "in YAML: --plugin-dir, RUNNEL_PLUGIN_PATH, the installed handlers, then the "
+                   "current folder")
+      ->required();
+  invoke->add_option("--plugin-dir", options->plugin_dirs,
+                     "Folder to look up a plugin given by name (repeatable; also "
+                     "RUNNEL_PLUGIN_PATH)");
   invoke->add_option("--isolation", options->isolation, "process or in_process")
       ->check(CLI::IsMember({"process", "in_process"}))
       ->capture_default_str();
@@ -154,6 +173,10 @@ void AddRuntimeCommands(CLI::App& app, int* exit_code) {
   invoke
       ->add_option("--data", options->data,
                    "One record per occurrence, with this text as its data (instead of --event)")
+      ->excludes(event_option);
+  invoke
+      ->add_option("--partition-key", options->partition_key,
+                   "Partition key of every --data record (default: pk-1, pk-2, ...)")
       ->excludes(event_option);
   invoke->add_option("--function-name", options->function_name,
                      "The function name handlers see (default: the plugin file's name)");

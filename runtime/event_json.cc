@@ -102,7 +102,8 @@ absl::StatusOr<OwnedEvent> ParseKinesisEventJson(std::string_view json) {
 }
 
 OwnedEvent EventFromData(const std::vector<std::string>& lines, std::string_view shard_id,
-                         std::string_view event_source_arn, std::string_view aws_region) {
+                         std::string_view event_source_arn, std::string_view aws_region,
+                         std::string_view partition_key) {
   OwnedEvent event;
   event.shard_id = std::string(shard_id);
   event.event_source_arn = std::string(event_source_arn);
@@ -110,7 +111,8 @@ OwnedEvent EventFromData(const std::vector<std::string>& lines, std::string_view
   int64_t now_ms = absl::ToUnixMillis(absl::Now());
   for (size_t i = 0; i < lines.size(); ++i) {
     OwnedEvent::Record record;
-    record.partition_key = absl::StrCat("pk-", i + 1);
+    record.partition_key =
+        partition_key.empty() ? absl::StrCat("pk-", i + 1) : std::string(partition_key);
     // 56 digits like a Kinesis sequence number, increasing with the record's position.
     record.sequence_number = absl::StrFormat("4965%052d", i + 1);
     record.data = lines[i];

@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,7 @@
 namespace runnel {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using testing::RunCommand;
 using ::testing::StartsWith;
@@ -116,6 +119,46 @@ TEST(InvokeCliUsageTest, BrokenEventFileIsAnError) {
   auto r = RunCommand(Invoke({POISON_PLUGIN, "--event", dir.File("bad.json")}));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("Records[0].kinesis.partitionKey"));
+}
+
+TEST(InvokeCliUsageTest, PartitionKeyIsEveryDataRecordsKey) {
+  testing::TempDir dir;
+  auto r = RunCommand(Invoke({ECHO_PLUGIN, "--partition-key", "user-7", "--data", "a", "--data",
+                              "b", "--env", "ECHO_FILE=" + dir.File("out.txt")}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(testing::ReadFile(dir.File("out.txt")),
+              ::testing::MatchesRegex("[0-9]+\tuser-7\ta\n[0-9]+\tuser-7\tb\n"));
+  // Without it, each record has a key of its own.
+  auto keyed = RunCommand(Invoke({ECHO_PLUGIN, "--data", "a", "--data", "b", "--env",
+                                  "ECHO_FILE=" + dir.File("default.txt")}));
+  EXPECT_THAT(testing::ReadFile(dir.File("default.txt")),
+              ::testing::MatchesRegex("[0-9]+\tpk-1\ta\n[0-9]+\tpk-2\tb\n"));
+  // It is for --data records; an event file carries its own keys.
+  EXPECT_EQ(
+      RunCommand(Invoke({ECHO_PLUGIN, "--partition-key", "k", "--event", "-"}), "{}").exit_code, 2);
+}
+
+TEST(InvokeCliUsageTest, BarePluginNameIsFoundOnTheSearchPathAsInYaml) {
+  // `echo` is in the build tree's handlers folder beside the binary (as an installed runnel has
+  // its handlers folder); the test plugins are found through --plugin-dir or RUNNEL_PLUGIN_PATH.
+  auto by_name = RunCommand(Invoke({"echo", "--data", "x"}));
+  EXPECT_EQ(by_name.exit_code, 0) << by_name.err;
+  EXPECT_EQ(by_name.out, "{\"batchItemFailures\":[]}\n");
+  const std::string plugins = std::filesystem::path(PROBE_PLUGIN).parent_path().string();
+  auto by_dir = RunCommand(Invoke({"test_probe", "--plugin-dir", plugins, "--data", "x"}));
+  EXPECT_THAT(by_dir.out, HasSubstr("\"errorType\":\"Probe\"")) << by_dir.err;
+  EXPECT_THAT(by_dir.out, HasSubstr("\\\"function\\\":\\\"test_probe\\\""))
+      << "the function is named after the plugin";
+  ::setenv("RUNNEL_PLUGIN_PATH", plugins.c_str(), 1);
+  auto by_env = RunCommand(Invoke({"test_probe.so", "--data", "x"}));
+  ::unsetenv("RUNNEL_PLUGIN_PATH");
+  EXPECT_THAT(by_env.out, HasSubstr("\"errorType\":\"Probe\"")) << by_env.err;
+
+  auto missing = RunCommand(Invoke({"no_such_handler", "--data", "x"}));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.out, "");
+  EXPECT_THAT(missing.err, AllOf(HasSubstr("plugin 'no_such_handler' not found in "),
+                                 HasSubstr("--plugin-dir")));
 }
 
 TEST(WorkerCommandTest, RefusesToRunWithoutARuntime) {

@@ -33,10 +33,12 @@ struct OwnedEvent {
 // Errors name the record and the field.
 absl::StatusOr<OwnedEvent> ParseKinesisEventJson(std::string_view json);
 
-// A batch built from lines of data (`runnel invoke --data`): partition keys "pk-<n>", sequence
-// numbers in increasing Kinesis-like form, arrival time now.
+// A batch built from lines of data (`runnel invoke --data`): partition key `partition_key` for
+// every record (empty: "pk-<n>", one per record), sequence numbers in increasing Kinesis-like
+// form, arrival time now.
 OwnedEvent EventFromData(const std::vector<std::string>& lines, std::string_view shard_id,
-                         std::string_view event_source_arn, std::string_view aws_region);
+                         std::string_view event_source_arn, std::string_view aws_region,
+                         std::string_view partition_key = "");
 
 // The result as Lambda's response: {"batchItemFailures":[{"itemIdentifier":"…"}]} for item
 // failures (an empty list on success) or {"errorType":…,"errorMessage":…} for every failure.
