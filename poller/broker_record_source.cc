@@ -8,6 +8,22 @@
 #include "spdlog/spdlog.h"
 
 namespace runnel::poller {
+
+v1::ShardIteratorType ShardIteratorTypeOf(StreamPosition::Kind kind) {
+  switch (kind) {
+    case StreamPosition::Kind::kLatest:
+      return v1::LATEST;
+    case StreamPosition::Kind::kAtTimestamp:
+      return v1::AT_TIMESTAMP;
+    case StreamPosition::Kind::kAtSequenceNumber:
+      return v1::AT_SEQUENCE_NUMBER;
+    case StreamPosition::Kind::kAfterSequenceNumber:
+      return v1::AFTER_SEQUENCE_NUMBER;
+    default:
+      return v1::TRIM_HORIZON;
+  }
+}
+
 namespace {
 
 using google::protobuf::util::TimeUtil;
@@ -36,21 +52,6 @@ void AppendChildren(const google::protobuf::RepeatedPtrField<v1::ChildShard>& ch
   }
 }
 
-v1::ShardIteratorType IteratorType(StreamPosition::Kind kind) {
-  switch (kind) {
-    case StreamPosition::Kind::kLatest:
-      return v1::LATEST;
-    case StreamPosition::Kind::kAtTimestamp:
-      return v1::AT_TIMESTAMP;
-    case StreamPosition::Kind::kAtSequenceNumber:
-      return v1::AT_SEQUENCE_NUMBER;
-    case StreamPosition::Kind::kAfterSequenceNumber:
-      return v1::AFTER_SEQUENCE_NUMBER;
-    default:
-      return v1::TRIM_HORIZON;
-  }
-}
-
 class PollingSource : public RecordSource {
  public:
   PollingSource(std::shared_ptr<client::BrokerClient> broker, std::string stream,
@@ -62,7 +63,7 @@ class PollingSource : public RecordSource {
     v1::GetShardIteratorRequest request;
     request.set_stream_name(stream_);
     request.set_shard_id(shard_id_);
-    request.set_shard_iterator_type(IteratorType(position.kind));
+    request.set_shard_iterator_type(ShardIteratorTypeOf(position.kind));
     request.set_starting_sequence_number(position.sequence_number);
     if (position.kind == StreamPosition::Kind::kAtTimestamp) {
       *request.mutable_timestamp() =

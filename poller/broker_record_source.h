@@ -11,6 +11,7 @@
 
 #include "poller/config.h"
 #include "poller/record_source.h"
+#include "runnel/v1/broker.pb.h"
 
 namespace runnel::client {
 class BrokerClient;
@@ -23,6 +24,10 @@ namespace runnel::poller {
 std::unique_ptr<StreamSource> MakeBrokerStreamSource(std::shared_ptr<client::BrokerClient> broker,
                                                      std::string stream, ConsumerType consumer,
                                                      std::string consumer_name);
+
+// The broker's iterator type for a position's kind (GetShardIterator, and SetCheckpoint's
+// `position`, which the broker resolves the same way).
+v1::ShardIteratorType ShardIteratorTypeOf(StreamPosition::Kind kind);
 
 // One shard read by long-poll GetRecords.
 std::unique_ptr<RecordSource> MakePollingSource(std::shared_ptr<client::BrokerClient> broker,

@@ -2,6 +2,7 @@
 
 #include "client/broker_client.h"
 #include "google/protobuf/util/time_util.h"
+#include "poller/broker_record_source.h"
 
 namespace runnel::poller {
 namespace {
@@ -25,21 +26,6 @@ StoredCheckpoint FromProto(const v1::Checkpoint& checkpoint) {
   out.lease.owner = checkpoint.lease_owner();
   if (!checkpoint.lease_owner().empty()) out.lease.expiry = FromProto(checkpoint.lease_expiry());
   return out;
-}
-
-v1::ShardIteratorType IteratorType(StreamPosition::Kind kind) {
-  switch (kind) {
-    case StreamPosition::Kind::kLatest:
-      return v1::LATEST;
-    case StreamPosition::Kind::kAtTimestamp:
-      return v1::AT_TIMESTAMP;
-    case StreamPosition::Kind::kAtSequenceNumber:
-      return v1::AT_SEQUENCE_NUMBER;
-    case StreamPosition::Kind::kAfterSequenceNumber:
-      return v1::AFTER_SEQUENCE_NUMBER;
-    default:
-      return v1::TRIM_HORIZON;
-  }
 }
 
 class BrokerCheckpointClient : public CheckpointClient {
@@ -90,7 +76,7 @@ class BrokerCheckpointClient : public CheckpointClient {
   absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
                                                    const StreamPosition& position) override {
     v1::SetCheckpointRequest request = Request(shard_id);
-    request.mutable_position()->set_type(IteratorType(position.kind));
+    request.mutable_position()->set_type(ShardIteratorTypeOf(position.kind));
     request.mutable_position()->set_sequence_number(position.sequence_number);
     if (position.kind == StreamPosition::Kind::kAtTimestamp) {
       *request.mutable_position()->mutable_timestamp() =
