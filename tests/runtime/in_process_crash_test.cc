@@ -69,6 +69,11 @@ TEST(CrashNoteDeathTest, AnInProcessCrashWritesTheLineAndDiesOfItsSignal) {
 }
 
 TEST(CrashNoteDeathTest, CrashesOutsideAHandlerCallAreLeftAlone) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer the handler before runnel's is ASan's own, which prints its report and
+  // exits with a status instead of dying of the signal: "as before" then means that report.
+  GTEST_SKIP() << "AddressSanitizer handles SIGSEGV outside handler calls";
+#endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   // Once the handlers are installed, a crash outside any handler call dies as before, silently.
   { CrashNoteScope installs("f", "m", "s", "r"); }
