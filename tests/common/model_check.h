@@ -9,10 +9,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 namespace runnel::testing {
@@ -55,6 +58,28 @@ std::vector<Op> ShrinkFailingSequence(std::vector<Op> ops,
     if (fails(without)) ops = std::move(without);
   }
   return ops;
+}
+
+// Runs a generated sequence with `run` (nullopt when it passed, else what failed) and, when it
+// fails, returns the report for FAIL(): the seed to replay it with, the failure, the shortest
+// failing sequence found (one `describe` line an operation), and what that one fails with when run
+// again (a failure that depends on timing may pass then).
+template <typename Op>
+std::optional<std::string> RunModel(
+    uint64_t seed, int steps, const std::vector<Op>& ops,
+    const std::function<std::optional<std::string>(const std::vector<Op>&)>& run,
+    const std::function<std::string(const Op&)>& describe, int shrink_budget = 300) {
+  const std::optional<std::string> failure = run(ops);
+  if (!failure) return std::nullopt;
+  const std::vector<Op> shrunk = ShrinkFailingSequence<Op>(
+      ops, [&](const std::vector<Op>& candidate) { return run(candidate).has_value(); },
+      shrink_budget);
+  std::vector<std::string> described;
+  for (const Op& op : shrunk) described.push_back(describe(op));
+  return absl::StrCat("seed ", seed, " (RUNNEL_MODEL_SEED=", seed, "), ", steps,
+                      " steps: ", *failure, "\nshortest failing sequence found (", shrunk.size(),
+                      " ops):\n  ", absl::StrJoin(described, "\n  "), "\nit fails with: ",
+                      run(shrunk).value_or("(passed when re-run: the failure depends on timing)"));
 }
 
 }  // namespace runnel::testing

@@ -284,16 +284,8 @@ TEST(DlqRedriveModelTest, RedrivesKillsAndDamagedMarksPutEachRecordAsTheModelAll
   const int steps = ModelSteps(40);
   auto run = [&](const std::vector<Op>& ops) { return Runner("dlq-model").Run(ops); };
   const std::vector<Op> ops = Generate(seed, steps);
-  const std::optional<std::string> failure = run(ops);
-  if (!failure) return;
   // Each run starts a broker: a small shrinking budget keeps a failure's report quick.
-  const std::vector<Op> shrunk = ShrinkFailingSequence<Op>(
-      ops, [&](const std::vector<Op>& candidate) { return run(candidate).has_value(); }, 15);
-  std::vector<std::string> described;
-  for (const Op& op : shrunk) described.push_back(Describe(op));
-  FAIL() << "seed " << seed << " (RUNNEL_MODEL_SEED=" << seed << "), " << steps
-         << " steps: " << *failure << "\nshortest failing sequence found (" << shrunk.size()
-         << " ops):\n  " << absl::StrJoin(described, "\n  ");
+  if (auto report = RunModel<Op>(seed, steps, ops, run, Describe, 15)) FAIL() << *report;
 }
 
 }  // namespace

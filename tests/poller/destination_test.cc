@@ -425,16 +425,7 @@ TEST(FileDestinationModelTest, RandomWritesFaultsAndKillsKeepExactlyTheAcknowled
   const std::string dir = (base / absl::StrCat("runnel-model-dlq-", ::getpid())).string();
   auto run = [&](const std::vector<Op>& ops) { return Runner(dir).Run(ops); };
   const std::vector<Op> ops = Generate(seed, steps);
-  const std::optional<std::string> failure = run(ops);
-  if (!failure) return;
-  const std::vector<Op> shrunk = testing::ShrinkFailingSequence<Op>(
-      ops, [&](const std::vector<Op>& candidate) { return run(candidate).has_value(); });
-  std::vector<std::string> described;
-  for (const Op& op : shrunk) described.push_back(Describe(op));
-  FAIL() << "seed " << seed << " (RUNNEL_MODEL_SEED=" << seed << "), " << steps
-         << " steps: " << *failure << "\nshortest failing sequence found (" << shrunk.size()
-         << " ops):\n  " << absl::StrJoin(described, "\n  ") << "\nit fails with: "
-         << run(shrunk).value_or("(passed when re-run: the failure depends on timing)");
+  if (auto report = testing::RunModel<Op>(seed, steps, ops, run, Describe)) FAIL() << *report;
 }
 
 }  // namespace
