@@ -1,0 +1,86 @@
+// Consumer checkpoints and leases, kept in the CheckpointStore.
+#include "broker/broker.h"
+
+#include "absl/strings/str_cat.h"
+#include "broker/broker_internal.h"
+#include "broker/checkpoint_store.h"
+#include "broker/sequence_number.h"
+#include "common/status_macros.h"
+
+namespace runnel::broker {
+
+absl::StatusOr<v1::GetCheckpointResponse> Broker::GetCheckpoint(
+    const v1::GetCheckpointRequest& request) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
+  v1::GetCheckpointResponse response;
+  ASSIGN_OR_RETURN(
+      *response.mutable_checkpoint(),
+      checkpoints_->Get(request.consumer_name(), request.stream_name(), request.shard_id()));
+  return response;
+}
+
+absl::StatusOr<v1::ListCheckpointsResponse> Broker::ListCheckpoints(
+    const v1::ListCheckpointsRequest& request) {
+  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  v1::ListCheckpointsResponse response;
+  for (auto& checkpoint : checkpoints_->List(request.consumer_name(), request.stream_name())) {
+    *response.add_checkpoints() = std::move(checkpoint);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::SetCheckpointResponse> Broker::SetCheckpoint(
+    const v1::SetCheckpointRequest& request) {
+  if (request.consumer_name().empty() || request.consumer_name().size() > 256) {
+    return ValidationError("consumerName", request.consumer_name(),
+                           "Member must have length between 1 and 256");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(ShardState * shard, FindShard(*stream, request.shard_id()));
+  if (request.has_position()) {
+    if (!request.sequence_number().empty()) {
+      return absl::InvalidArgumentError(
+          "InvalidArgumentException: set sequenceNumber or position, not both");
+    }
+    const v1::StartingPosition& position = request.position();
+    ASSIGN_OR_RETURN(uint64_t offset,
+                     ResolvePosition(*stream, *shard, position.type(), position.sequence_number(),
+                                     position.timestamp(), "position.sequenceNumber"));
+    // The checkpoint names the last record done: the one before the next to read (offset 0 is
+    // the position before a shard's first record).
+    v1::SetCheckpointRequest resolved = request;
+    resolved.clear_position();
+    resolved.set_sequence_number(FormatSequenceNumber(offset > 0 ? offset - 1 : 0, shard->index));
+    return SetCheckpoint(resolved);
+  }
+  if (!request.sequence_number().empty()) {
+    ASSIGN_OR_RETURN(SequencePosition position,
+                     ParseSequenceNumber(request.sequence_number(), "sequenceNumber"));
+    if (position.shard_index != shard->index || position.offset >= shard->log->EndOffset()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("InvalidArgumentException: sequenceNumber ", request.sequence_number(),
+                       " is not a record of ", stream->name, "/", shard->id));
+    }
+  }
+  if (request.sequence_number().empty() && request.lease_owner().empty()) {
+    return absl::InvalidArgumentError(
+        "InvalidArgumentException: set sequenceNumber, leaseOwner or both");
+  }
+  v1::SetCheckpointResponse response;
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
+                   checkpoints_->Set(request, options_.clock ? options_.clock() : absl::Now()));
+  return response;
+}
+
+absl::StatusOr<v1::DeleteCheckpointsResponse> Broker::DeleteCheckpoints(
+    const v1::DeleteCheckpointsRequest& request) {
+  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  v1::DeleteCheckpointsResponse response;
+  ASSIGN_OR_RETURN(int deleted, checkpoints_->Delete(request.consumer_name(), request.stream_name(),
+                                                     request.shard_id()));
+  response.set_deleted_count(deleted);
+  return response;
+}
+
+}  // namespace runnel::broker
