@@ -113,6 +113,12 @@ class Broker {
   absl::StatusOr<v1::SetCheckpointResponse> SetCheckpoint(const v1::SetCheckpointRequest& request);
   absl::StatusOr<v1::DeleteCheckpointsResponse> DeleteCheckpoints(
       const v1::DeleteCheckpointsRequest& request);
+  // Shard leases of a poller fleet (see broker.proto and CheckpointStore).
+  absl::StatusOr<v1::AcquireLeaseResponse> AcquireLease(const v1::AcquireLeaseRequest& request);
+  absl::StatusOr<v1::RenewLeaseResponse> RenewLease(const v1::RenewLeaseRequest& request);
+  absl::StatusOr<v1::ReleaseLeaseResponse> ReleaseLease(const v1::ReleaseLeaseRequest& request);
+  absl::StatusOr<v1::ListLeasesResponse> ListLeases(const v1::ListLeasesRequest& request);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
 
   // Answers every waiting read (long polls, subscriptions) with UNAVAILABLE, and every later
   // one at once: for shutting down.
@@ -149,6 +155,8 @@ class Broker {
   // Makes a waiting read answer now.
   void CancelRead(const std::shared_ptr<ReadRequest>& request);
   int64_t NowMs() const;
+  // The clock checkpoints and leases are judged by (options_.clock, else the wall clock).
+  absl::Time CheckpointClock() const;
   int64_t RetentionCutoffMs(const Stream& stream) const;
   absl::Status ThrottledError(const Stream& stream, const ShardState& shard) const;
   void ScheduleRetention();

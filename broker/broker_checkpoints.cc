@@ -6,6 +6,7 @@
 #include "broker/checkpoint_store.h"
 #include "broker/sequence_number.h"
 #include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace runnel::broker {
 
@@ -68,8 +69,7 @@ absl::StatusOr<v1::SetCheckpointResponse> Broker::SetCheckpoint(
         "InvalidArgumentException: set sequenceNumber, leaseOwner or both");
   }
   v1::SetCheckpointResponse response;
-  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
-                   checkpoints_->Set(request, options_.clock ? options_.clock() : absl::Now()));
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(), checkpoints_->Set(request, CheckpointClock()));
   return response;
 }
 
@@ -81,6 +81,94 @@ absl::StatusOr<v1::DeleteCheckpointsResponse> Broker::DeleteCheckpoints(
                                                      request.shard_id()));
   response.set_deleted_count(deleted);
   return response;
+}
+
+namespace {
+
+absl::Duration DurationOf(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Status CheckLeaseNames(const std::string& consumer, const std::string& owner) {
+  if (consumer.empty() || consumer.size() > 256) {
+    return ValidationError("consumerName", consumer, "Member must have length between 1 and 256");
+  }
+  if (owner.empty() || owner.size() > 256) {
+    return ValidationError("owner", owner, "Member must have length between 1 and 256");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Time Broker::CheckpointClock() const {
+  return options_.clock ? options_.clock() : absl::Now();
+}
+
+absl::StatusOr<v1::AcquireLeaseResponse> Broker::AcquireLease(
+    const v1::AcquireLeaseRequest& request) {
+  RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
+  v1::AcquireLeaseResponse response;
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
+                   checkpoints_->AcquireLease(
+                       request.consumer_name(), request.stream_name(), request.shard_id(),
+                       request.owner(), DurationOf(request.lease_duration()), CheckpointClock()));
+  return response;
+}
+
+absl::StatusOr<v1::RenewLeaseResponse> Broker::RenewLease(const v1::RenewLeaseRequest& request) {
+  RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
+  v1::RenewLeaseResponse response;
+  ASSIGN_OR_RETURN(
+      *response.mutable_checkpoint(),
+      checkpoints_->RenewLease(request.consumer_name(), request.stream_name(), request.shard_id(),
+                               request.owner(), request.lease_epoch(),
+                               DurationOf(request.lease_duration()), CheckpointClock()));
+  return response;
+}
+
+absl::StatusOr<v1::ReleaseLeaseResponse> Broker::ReleaseLease(
+    const v1::ReleaseLeaseRequest& request) {
+  RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
+  v1::ReleaseLeaseResponse response;
+  ASSIGN_OR_RETURN(
+      *response.mutable_checkpoint(),
+      checkpoints_->ReleaseLease(request.consumer_name(), request.stream_name(), request.shard_id(),
+                                 request.owner(), request.lease_epoch(), CheckpointClock()));
+  return response;
+}
+
+absl::StatusOr<v1::ListLeasesResponse> Broker::ListLeases(const v1::ListLeasesRequest& request) {
+  if (request.consumer_name().empty()) {
+    return ValidationError("consumerName", request.consumer_name(),
+                           "Member must have length between 1 and 256");
+  }
+  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  const absl::Time now = CheckpointClock();
+  v1::ListLeasesResponse response;
+  for (auto& checkpoint : checkpoints_->List(request.consumer_name(), request.stream_name())) {
+    *response.add_leases() = std::move(checkpoint);
+  }
+  for (auto& member : checkpoints_->Members(request.consumer_name(), request.stream_name(), now)) {
+    *response.add_members() = std::move(member);
+  }
+  *response.mutable_now() =
+      google::protobuf::util::TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
+  return response;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Broker::Heartbeat(const v1::HeartbeatRequest& request) {
+  RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.member().poller_id()));
+  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  checkpoints_->Heartbeat(request.consumer_name(), request.stream_name(), request.member(),
+                          DurationOf(request.ttl()), CheckpointClock());
+  return v1::HeartbeatResponse();
 }
 
 }  // namespace runnel::broker

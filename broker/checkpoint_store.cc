@@ -48,6 +48,29 @@ absl::Status PwriteAll(int fd, const std::string& data, uint64_t position, std::
   return absl::OkStatus();
 }
 
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(t));
+}
+
+constexpr absl::Duration kDefaultLeaseDuration = absl::Seconds(10);
+
+absl::Duration LeaseDurationOr(absl::Duration duration, absl::Duration fallback) {
+  return duration > absl::ZeroDuration() ? duration : fallback;
+}
+
+// What a refused lease operation or fenced write says: the lease as it stands.
+absl::Status LeaseConflict(const v1::Checkpoint& record, const std::string& consumer,
+                           const std::string& shard_id) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("LeaseHeldException: lease for shard ", shard_id, " of mapping ", consumer,
+                   " is held by ", record.lease_owner().empty() ? "nobody" : record.lease_owner(),
+                   " since epoch ", record.lease_epoch()));
+}
+
+bool HeldBy(const v1::Checkpoint& record, const std::string& owner, int64_t epoch) {
+  return !owner.empty() && record.lease_owner() == owner && record.lease_epoch() == epoch;
+}
+
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string directory, int fd, CheckpointStoreOptions options)
@@ -241,9 +264,13 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
   checkpoint.set_consumer_name(request.consumer_name());
   checkpoint.set_stream_name(request.stream_name());
   checkpoint.set_shard_id(request.shard_id());
-  if (!request.lease_owner().empty()) {
-    const absl::Time expiry =
-        absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(checkpoint.lease_expiry()));
+  if (!request.lease_owner().empty() && request.lease_epoch() != 0) {
+    // A fenced write: only while the lease is still the writer's, and it leaves the lease be.
+    if (!HeldBy(checkpoint, request.lease_owner(), request.lease_epoch())) {
+      return LeaseConflict(checkpoint, request.consumer_name(), request.shard_id());
+    }
+  } else if (!request.lease_owner().empty()) {
+    const absl::Time expiry = FromProto(checkpoint.lease_expiry());
     if (!checkpoint.lease_owner().empty() && checkpoint.lease_owner() != request.lease_owner() &&
         expiry > now) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -254,6 +281,9 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
     absl::Duration duration = absl::Seconds(request.lease_duration().seconds()) +
                               absl::Nanoseconds(request.lease_duration().nanos());
     if (duration <= absl::ZeroDuration()) duration = absl::Seconds(30);
+    if (checkpoint.lease_owner() != request.lease_owner() || expiry <= now) {
+      checkpoint.set_lease_epoch(checkpoint.lease_epoch() + 1);
+    }
     checkpoint.set_lease_owner(request.lease_owner());
     *checkpoint.mutable_lease_expiry() = ToProto(now + duration);
   }
@@ -266,6 +296,104 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
   // Compact only once memory matches the file: compaction writes what memory holds.
   MaybeCompact();
   return checkpoint;
+}
+
+v1::Checkpoint CheckpointStore::Record(const std::string& consumer, const std::string& stream,
+                                       const std::string& shard_id) const {
+  if (auto it = checkpoints_.find(Key(consumer, stream, shard_id)); it != checkpoints_.end()) {
+    return it->second;
+  }
+  v1::Checkpoint checkpoint;
+  checkpoint.set_consumer_name(consumer);
+  checkpoint.set_stream_name(stream);
+  checkpoint.set_shard_id(shard_id);
+  return checkpoint;
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Put(v1::Checkpoint checkpoint, absl::Time now) {
+  *checkpoint.mutable_update_time() = ToProto(now);
+  RETURN_IF_ERROR(AppendEntries(kPutEntry, {&checkpoint}));
+  checkpoints_[Key(checkpoint.consumer_name(), checkpoint.stream_name(), checkpoint.shard_id())] =
+      checkpoint;
+  MaybeCompact();
+  return checkpoint;
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::AcquireLease(
+    const std::string& consumer, const std::string& stream, const std::string& shard_id,
+    const std::string& owner, absl::Duration duration, absl::Time now) {
+  if (owner.empty()) return absl::InvalidArgumentError("InvalidArgumentException: owner is empty");
+  absl::MutexLock lock(&mu_);
+  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  const bool live = !record.lease_owner().empty() && FromProto(record.lease_expiry()) > now;
+  if (live && record.lease_owner() != owner) return LeaseConflict(record, consumer, shard_id);
+  if (!live) {
+    // A change of owner, also when the old owner takes back what expired: whatever it still
+    // writes under the old epoch is refused.
+    record.set_lease_epoch(record.lease_epoch() + 1);
+    record.set_lease_owner(owner);
+  }
+  *record.mutable_lease_expiry() = ToProto(now + LeaseDurationOr(duration, kDefaultLeaseDuration));
+  return Put(std::move(record), now);
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::RenewLease(
+    const std::string& consumer, const std::string& stream, const std::string& shard_id,
+    const std::string& owner, int64_t epoch, absl::Duration duration, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  if (!HeldBy(record, owner, epoch)) return LeaseConflict(record, consumer, shard_id);
+  *record.mutable_lease_expiry() = ToProto(now + LeaseDurationOr(duration, kDefaultLeaseDuration));
+  return Put(std::move(record), now);
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::ReleaseLease(const std::string& consumer,
+                                                             const std::string& stream,
+                                                             const std::string& shard_id,
+                                                             const std::string& owner,
+                                                             int64_t epoch, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  if (!HeldBy(record, owner, epoch)) return LeaseConflict(record, consumer, shard_id);
+  record.clear_lease_owner();
+  record.clear_lease_expiry();
+  return Put(std::move(record), now);
+}
+
+void CheckpointStore::Heartbeat(const std::string& consumer, const std::string& stream,
+                                const v1::PollerMember& member, absl::Duration ttl,
+                                absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  const std::string key = Key(consumer, stream, member.poller_id());
+  // Pollers that stopped heartbeating (restarted ones come back under new ids) are forgotten.
+  absl::erase_if(members_,
+                 [now](const auto& entry) { return FromProto(entry.second.expiry()) <= now; });
+  if (ttl <= absl::ZeroDuration()) {
+    members_.erase(key);
+    return;
+  }
+  v1::PollerMember& stored = members_[key];
+  stored = member;
+  *stored.mutable_expiry() = ToProto(now + ttl);
+}
+
+std::vector<v1::PollerMember> CheckpointStore::Members(const std::string& consumer,
+                                                       const std::string& stream,
+                                                       absl::Time now) const {
+  std::vector<v1::PollerMember> out;
+  const std::string prefix = Key(consumer, stream, "");
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, member] : members_) {
+      if (key.compare(0, prefix.size(), prefix) == 0 && FromProto(member.expiry()) > now) {
+        out.push_back(member);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const v1::PollerMember& a, const v1::PollerMember& b) {
+    return a.poller_id() < b.poller_id();
+  });
+  return out;
 }
 
 absl::StatusOr<int> CheckpointStore::Delete(const std::string& consumer, const std::string& stream,

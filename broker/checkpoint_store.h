@@ -6,6 +6,16 @@
 // them are kept, and the file stays appendable), and compacted into a fresh file (written aside,
 // then renamed) when it holds many more entries than live checkpoints.
 //
+// Leases (a poller fleet's shard ownership, see proto/runnel/v1/broker.proto) live in the
+// checkpoint's record: owner, epoch (one more on every change of owner), expiry. Every lease
+// change is an entry like a checkpoint write, renewals included: a renewal costs one fdatasync
+// (a poller renews each shard a few times per lease duration, so a fleet renews a few leases per
+// second), and in exchange a restarted broker has exactly the owners, epochs and expiries it
+// acknowledged, so live owners keep their shards without anyone waiting out a lease duration.
+// Heartbeats (fleet membership) are kept in memory only: they are renewed every few hundred
+// milliseconds and come back as fast after a restart; until then, owners of unexpired leases
+// count as members.
+//
 // Thread-safe. Writes are serialised: the poller checkpoints at most a few times per second per
 // shard, so one fdatasync per write is cheaper than the complexity of group commit here.
 #pragma once
@@ -50,6 +60,32 @@ class CheckpointStore {
   absl::StatusOr<int> Delete(const std::string& consumer, const std::string& stream,
                              const std::string& shard_id);
 
+  // Leases. `duration` <= 0 means the default (10s). All FAILED_PRECONDITION on a conflict, with
+  // the message "lease for shard S of mapping M is held by P since epoch E".
+  //
+  // Takes the lease: refused while another owner holds it unexpired. The current owner of an
+  // unexpired lease renews it at its epoch; anyone else (a released or expired lease, its old
+  // owner included) gets the next epoch. Returns the record: lease and checkpoint together.
+  absl::StatusOr<v1::Checkpoint> AcquireLease(const std::string& consumer,
+                                              const std::string& stream,
+                                              const std::string& shard_id, const std::string& owner,
+                                              absl::Duration duration, absl::Time now);
+  // Extends the lease to now + duration while it is still (owner, epoch), expired or not.
+  absl::StatusOr<v1::Checkpoint> RenewLease(const std::string& consumer, const std::string& stream,
+                                            const std::string& shard_id, const std::string& owner,
+                                            int64_t epoch, absl::Duration duration, absl::Time now);
+  // Frees the lease at once (the epoch stays; the next owner gets the one after it).
+  absl::StatusOr<v1::Checkpoint> ReleaseLease(const std::string& consumer,
+                                              const std::string& stream,
+                                              const std::string& shard_id, const std::string& owner,
+                                              int64_t epoch, absl::Time now);
+  // A poller's heartbeat for a consumer: a member until now + ttl (ttl <= 0: leaves at once).
+  void Heartbeat(const std::string& consumer, const std::string& stream,
+                 const v1::PollerMember& member, absl::Duration ttl, absl::Time now);
+  // The unexpired heartbeats of a consumer, by poller id.
+  std::vector<v1::PollerMember> Members(const std::string& consumer, const std::string& stream,
+                                        absl::Time now) const;
+
   // What the replay at Open found besides whole entries.
   struct Recovery {
     uint64_t corrupt_regions = 0;  // damaged ranges skipped, each with whole entries after it
@@ -70,6 +106,12 @@ class CheckpointStore {
   // Rewrites the log from memory when it holds many more entries than live checkpoints. A
   // failure is logged and leaves the old log in use.
   void MaybeCompact() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `checkpoint` (durably) under its key and returns it.
+  absl::StatusOr<v1::Checkpoint> Put(v1::Checkpoint checkpoint, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stored record of a key, or a fresh one naming it.
+  v1::Checkpoint Record(const std::string& consumer, const std::string& stream,
+                        const std::string& shard_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string directory_;
   const std::string path_;
@@ -82,6 +124,8 @@ class CheckpointStore {
   Recovery recovery_ ABSL_GUARDED_BY(mu_);
   // Key: consumer \0 stream \0 shard.
   absl::flat_hash_map<std::string, v1::Checkpoint> checkpoints_ ABSL_GUARDED_BY(mu_);
+  // Key: consumer \0 stream \0 poller id. In memory only (see above).
+  absl::flat_hash_map<std::string, v1::PollerMember> members_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace runnel::broker

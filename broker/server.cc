@@ -209,6 +209,11 @@ class StreamBrokerService final : public v1::StreamBroker::CallbackService {
   RUNNEL_SYNC_UNARY(SetCheckpoint, FinishUnary(reactor, response, broker_->SetCheckpoint(*request)))
   RUNNEL_SYNC_UNARY(DeleteCheckpoints,
                     FinishUnary(reactor, response, broker_->DeleteCheckpoints(*request)))
+  RUNNEL_SYNC_UNARY(AcquireLease, FinishUnary(reactor, response, broker_->AcquireLease(*request)))
+  RUNNEL_SYNC_UNARY(RenewLease, FinishUnary(reactor, response, broker_->RenewLease(*request)))
+  RUNNEL_SYNC_UNARY(ReleaseLease, FinishUnary(reactor, response, broker_->ReleaseLease(*request)))
+  RUNNEL_SYNC_UNARY(ListLeases, FinishUnary(reactor, response, broker_->ListLeases(*request)))
+  RUNNEL_SYNC_UNARY(Heartbeat, FinishUnary(reactor, response, broker_->Heartbeat(*request)))
   // The next three complete later (once durable, or once records arrive).
   RUNNEL_SYNC_UNARY(PutRecords, broker_->PutRecords(*request, [reactor, response](auto result) {
     FinishRecycled(reactor, response, std::move(result));

@@ -194,4 +194,29 @@ absl::StatusOr<v1::DeleteCheckpointsResponse> BrokerClient::DeleteCheckpoints(
   return Unary(&v1::StreamBroker::Stub::DeleteCheckpoints, request, options);
 }
 
+absl::StatusOr<v1::AcquireLeaseResponse> BrokerClient::AcquireLease(
+    const v1::AcquireLeaseRequest& request, CallOptions options) {
+  return Unary(&v1::StreamBroker::Stub::AcquireLease, request, options);
+}
+
+absl::StatusOr<v1::RenewLeaseResponse> BrokerClient::RenewLease(
+    const v1::RenewLeaseRequest& request, CallOptions options) {
+  return Unary(&v1::StreamBroker::Stub::RenewLease, request, options);
+}
+
+absl::StatusOr<v1::ReleaseLeaseResponse> BrokerClient::ReleaseLease(
+    const v1::ReleaseLeaseRequest& request, CallOptions options) {
+  return Unary(&v1::StreamBroker::Stub::ReleaseLease, request, options);
+}
+
+absl::StatusOr<v1::ListLeasesResponse> BrokerClient::ListLeases(
+    const v1::ListLeasesRequest& request, CallOptions options) {
+  return Unary(&v1::StreamBroker::Stub::ListLeases, request, options);
+}
+
+absl::StatusOr<v1::HeartbeatResponse> BrokerClient::Heartbeat(const v1::HeartbeatRequest& request,
+                                                              CallOptions options) {
+  return Unary(&v1::StreamBroker::Stub::Heartbeat, request, options);
+}
+
 }  // namespace runnel::client

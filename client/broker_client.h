@@ -127,6 +127,16 @@ class BrokerClient {
                                                           CallOptions options = {});
   absl::StatusOr<v1::DeleteCheckpointsResponse> DeleteCheckpoints(
       const v1::DeleteCheckpointsRequest& request, CallOptions options = {});
+  absl::StatusOr<v1::AcquireLeaseResponse> AcquireLease(const v1::AcquireLeaseRequest& request,
+                                                        CallOptions options = {});
+  absl::StatusOr<v1::RenewLeaseResponse> RenewLease(const v1::RenewLeaseRequest& request,
+                                                    CallOptions options = {});
+  absl::StatusOr<v1::ReleaseLeaseResponse> ReleaseLease(const v1::ReleaseLeaseRequest& request,
+                                                        CallOptions options = {});
+  absl::StatusOr<v1::ListLeasesResponse> ListLeases(const v1::ListLeasesRequest& request,
+                                                    CallOptions options = {});
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request,
+                                                  CallOptions options = {});
 
  private:
   template <typename Request, typename Response>

@@ -1,5 +1,6 @@
 // A randomized model test of the checkpoint store: a long seeded sequence of sets (positions,
-// lease takes and renewals, leases stolen after expiry, with a fake clock), deletes, bursts that
+// lease takes and renewals, leases stolen after expiry, fenced writes with right and stale
+// epochs, with a fake clock), lease acquires, renewals and releases, deletes, bursts that
 // force compaction, clean reopens, and kill -9 of a child process that owns the store in the
 // middle of its writes; checked after every step against an in-memory model of what the store
 // acknowledged. A failure prints the seed and a shrunk sequence that reproduces it.
@@ -39,8 +40,19 @@ const char* const kOwners[] = {"o0", "o1"};
 
 // One change to the store. Sets and deletes also run inside a killed child (kKill's `batch`).
 struct Op {
-  enum Kind { kSet, kDelete, kAdvanceClock, kBurst, kReopen, kKill } kind = kSet;
-  v1::SetCheckpointRequest set;         // kSet
+  enum Kind {
+    kSet,
+    kDelete,
+    kAdvanceClock,
+    kBurst,
+    kReopen,
+    kKill,
+    kAcquire,
+    kRenew,
+    kRelease
+  } kind = kSet;
+  // kSet; the lease ops use its names, lease_owner, lease_epoch and lease_duration.
+  v1::SetCheckpointRequest set;
   std::string consumer, stream, shard;  // kDelete (empty consumer/shard: all)
   absl::Duration advance;               // kAdvanceClock; kSet: clock step before it
   int burst = 0;                        // kBurst: this many sets of one key
@@ -49,12 +61,24 @@ struct Op {
   bool child_kills_itself = false;      // kKill: exact point, or a racing parent
 };
 
+bool IsSetLike(Op::Kind kind) {
+  return kind == Op::kSet || kind == Op::kAcquire || kind == Op::kRenew || kind == Op::kRelease;
+}
+
 std::string Describe(const Op& op) {
   switch (op.kind) {
     case Op::kSet:
-      return absl::StrCat("set(", op.set.consumer_name(), ",", op.set.stream_name(), ",",
+    case Op::kAcquire:
+    case Op::kRenew:
+    case Op::kRelease:
+      return absl::StrCat(op.kind == Op::kSet       ? "set"
+                          : op.kind == Op::kAcquire ? "acquire"
+                          : op.kind == Op::kRenew   ? "renew"
+                                                    : "release",
+                          "(", op.set.consumer_name(), ",", op.set.stream_name(), ",",
                           op.set.shard_id().substr(op.set.shard_id().size() - 1),
                           ",seq=", op.set.sequence_number(), ",owner=", op.set.lease_owner(),
+                          ",epoch=", op.set.lease_epoch(),
                           ",lease=", op.set.lease_duration().seconds(), "s,+",
                           absl::FormatDuration(op.advance), ")");
     case Op::kDelete:
@@ -95,11 +119,26 @@ Op RandomWrite(std::mt19937_64& random) {
   op.set.set_consumer_name(Pick(random, kConsumers));
   op.set.set_stream_name(Pick(random, kStreams));
   op.set.set_shard_id(Pick(random, kShards));
+  // Epochs stay small (a few changes of owner per key), so a guessed one is often right.
+  const int64_t epoch = static_cast<int64_t>(random() % 4);
+  if (const int dice = static_cast<int>(random() % 10); dice < 3) {
+    op.kind = dice == 0 ? Op::kAcquire : dice == 1 ? Op::kRenew : Op::kRelease;
+    op.set.set_lease_owner(Pick(random, kOwners));
+    if (op.kind != Op::kAcquire) op.set.set_lease_epoch(epoch);
+    if (op.kind != Op::kRelease && random() % 2 == 0) {
+      op.set.mutable_lease_duration()->set_seconds(1 + random() % 30);
+    }
+    return op;
+  }
   const bool lease = random() % 5 < 2;
   if (!lease || random() % 2 == 0) op.set.set_sequence_number(absl::StrCat(random() % 100000));
   if (lease) {
     op.set.set_lease_owner(Pick(random, kOwners));
-    if (random() % 2 == 0) op.set.mutable_lease_duration()->set_seconds(1 + random() % 60);
+    if (random() % 3 == 0) {
+      op.set.set_lease_epoch(1 + epoch);  // a fenced write
+    } else if (random() % 2 == 0) {
+      op.set.mutable_lease_duration()->set_seconds(1 + random() % 60);
+    }
   }
   return op;
 }
@@ -136,6 +175,29 @@ std::string Key(const std::string& consumer, const std::string& stream, const st
   return absl::StrCat(consumer, "/", stream, "/", shard);
 }
 
+absl::Time Expiry(const v1::Checkpoint& checkpoint) {
+  return absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(checkpoint.lease_expiry()));
+}
+
+// A set-like op applied to the store.
+absl::StatusOr<v1::Checkpoint> StoreWrite(CheckpointStore& store, const Op& op, absl::Time now) {
+  const v1::SetCheckpointRequest& r = op.set;
+  const absl::Duration duration = absl::Seconds(r.lease_duration().seconds());
+  switch (op.kind) {
+    case Op::kAcquire:
+      return store.AcquireLease(r.consumer_name(), r.stream_name(), r.shard_id(), r.lease_owner(),
+                                duration, now);
+    case Op::kRenew:
+      return store.RenewLease(r.consumer_name(), r.stream_name(), r.shard_id(), r.lease_owner(),
+                              r.lease_epoch(), duration, now);
+    case Op::kRelease:
+      return store.ReleaseLease(r.consumer_name(), r.stream_name(), r.shard_id(), r.lease_owner(),
+                                r.lease_epoch(), now);
+    default:
+      return store.Set(r, now);
+  }
+}
+
 // The specification: what a correct store holds after the acknowledged operations.
 class Model {
  public:
@@ -146,14 +208,21 @@ class Model {
     checkpoint.set_consumer_name(request.consumer_name());
     checkpoint.set_stream_name(request.stream_name());
     checkpoint.set_shard_id(request.shard_id());
-    if (!request.lease_owner().empty()) {
-      const absl::Time expiry =
-          absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(checkpoint.lease_expiry()));
+    if (!request.lease_owner().empty() && request.lease_epoch() != 0) {
+      if (checkpoint.lease_owner() != request.lease_owner() ||
+          checkpoint.lease_epoch() != request.lease_epoch()) {
+        return absl::FailedPreconditionError("fenced");
+      }
+    } else if (!request.lease_owner().empty()) {
+      const absl::Time expiry = Expiry(checkpoint);
       if (!checkpoint.lease_owner().empty() && checkpoint.lease_owner() != request.lease_owner() &&
           expiry > now) {
         return absl::FailedPreconditionError("leased");
       }
       const int64_t seconds = request.lease_duration().seconds();
+      if (checkpoint.lease_owner() != request.lease_owner() || expiry <= now) {
+        checkpoint.set_lease_epoch(checkpoint.lease_epoch() + 1);
+      }
       checkpoint.set_lease_owner(request.lease_owner());
       *checkpoint.mutable_lease_expiry() = TimeUtil::MillisecondsToTimestamp(
           absl::ToUnixMillis(now) + 1000 * (seconds > 0 ? seconds : 30));
@@ -164,6 +233,51 @@ class Model {
     *checkpoint.mutable_update_time() = TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
     checkpoints_[key] = checkpoint;
     return checkpoint;
+  }
+
+  // The lease operations, on the request's names, owner, epoch and duration (default 10s).
+  absl::StatusOr<v1::Checkpoint> Lease(Op::Kind kind, const v1::SetCheckpointRequest& request,
+                                       absl::Time now) {
+    const std::string key = Key(request.consumer_name(), request.stream_name(), request.shard_id());
+    v1::Checkpoint checkpoint;
+    if (auto it = checkpoints_.find(key); it != checkpoints_.end()) {
+      checkpoint = it->second;
+    } else {
+      checkpoint.set_consumer_name(request.consumer_name());
+      checkpoint.set_stream_name(request.stream_name());
+      checkpoint.set_shard_id(request.shard_id());
+    }
+    const int64_t seconds = request.lease_duration().seconds();
+    const auto expiry = TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now) +
+                                                          1000 * (seconds > 0 ? seconds : 10));
+    const bool held = checkpoint.lease_owner() == request.lease_owner() &&
+                      checkpoint.lease_epoch() == request.lease_epoch();
+    if (kind == Op::kAcquire) {
+      const bool live = !checkpoint.lease_owner().empty() && Expiry(checkpoint) > now;
+      if (live && checkpoint.lease_owner() != request.lease_owner()) {
+        return absl::FailedPreconditionError("leased");
+      }
+      if (!live) {
+        checkpoint.set_lease_epoch(checkpoint.lease_epoch() + 1);
+        checkpoint.set_lease_owner(request.lease_owner());
+      }
+      *checkpoint.mutable_lease_expiry() = expiry;
+    } else if (!held) {
+      return absl::FailedPreconditionError("not held");
+    } else if (kind == Op::kRenew) {
+      *checkpoint.mutable_lease_expiry() = expiry;
+    } else {
+      checkpoint.clear_lease_owner();
+      checkpoint.clear_lease_expiry();
+    }
+    *checkpoint.mutable_update_time() = TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
+    checkpoints_[key] = checkpoint;
+    return checkpoint;
+  }
+
+  // Any set-like op (IsSetLike).
+  absl::StatusOr<v1::Checkpoint> Write(const Op& op, absl::Time now) {
+    return op.kind == Op::kSet ? Set(op.set, now) : Lease(op.kind, op.set, now);
   }
 
   std::vector<std::string> Matching(const std::string& consumer, const std::string& stream,
@@ -264,10 +378,10 @@ class Runner {
 
   // Applies a set or delete to the store and the model; "" when both agree.
   std::string Write(const Op& op) {
-    if (op.kind == Op::kSet) {
+    if (IsSetLike(op.kind)) {
       now_ += op.advance;
-      auto expected = model_.Set(op.set, now_);
-      auto got = store_->Set(op.set, now_);
+      auto expected = model_.Write(op, now_);
+      auto got = StoreWrite(*store_, op, now_);
       if (got.status().code() != expected.status().code()) {
         return absl::StrCat("store says ", got.status().ToString(), ", model says ",
                             expected.status().ToString());
@@ -289,6 +403,9 @@ class Runner {
     switch (op.kind) {
       case Op::kSet:
       case Op::kDelete:
+      case Op::kAcquire:
+      case Op::kRenew:
+      case Op::kRelease:
         return Write(op);
       case Op::kAdvanceClock:
         now_ += op.advance;
@@ -333,9 +450,9 @@ class Runner {
       for (const Op& child_op : op.batch) {
         if (op.child_kills_itself && acknowledged == op.kill_after) ::raise(SIGKILL);
         int32_t outcome = kFailed;
-        if (child_op.kind == Op::kSet) {
+        if (IsSetLike(child_op.kind)) {
           now += child_op.advance;
-          auto result = (*store)->Set(child_op.set, now);
+          auto result = StoreWrite(**store, child_op, now);
           outcome = result.ok()                                                       ? kSetOk
                     : result.status().code() == absl::StatusCode::kFailedPrecondition ? kSetLeased
                                                                                       : kFailed;
@@ -369,9 +486,9 @@ class Runner {
     // The model follows the acknowledged ops, each checked against what the child was told.
     for (size_t i = 0; i < outcomes.size(); ++i) {
       const Op& child_op = op.batch[i];
-      if (child_op.kind == Op::kSet) {
+      if (IsSetLike(child_op.kind)) {
         now_ += child_op.advance;
-        auto expected = model_.Set(child_op.set, now_);
+        auto expected = model_.Write(child_op, now_);
         const int32_t want = expected.ok() ? kSetOk : kSetLeased;
         if (outcomes[i] != want) {
           return absl::StrCat("child op ", i, " (", Describe(child_op), ") got outcome ",
@@ -393,8 +510,8 @@ class Runner {
       // Not what was acknowledged: it must be what the op in flight would have made of it.
       const Op& in_flight = op.batch[outcomes.size()];
       Model with = model_;
-      if (in_flight.kind == Op::kSet) {
-        (void)with.Set(in_flight.set, now_ + in_flight.advance);
+      if (IsSetLike(in_flight.kind)) {
+        (void)with.Write(in_flight, now_ + in_flight.advance);
       } else {
         for (const std::string& key :
              with.Matching(in_flight.consumer, in_flight.stream, in_flight.shard)) {

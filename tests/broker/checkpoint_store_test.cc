@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 
 namespace runnel::broker {
@@ -260,6 +261,132 @@ TEST_F(CheckpointStoreTest, LeasesSurviveARestart) {
   EXPECT_EQ(store->Set(steal, now_ + absl::Seconds(59)).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(store->Set(steal, now_ + absl::Seconds(61)).ok());
+}
+
+// Leases with a fake clock: every change of owner moves the epoch, a stale epoch is refused
+// with the lease as it stands, and a release frees the shard at once.
+TEST_F(CheckpointStoreTest, LeaseEpochsGrowOnEveryChangeOfOwnerAndFenceStaleWriters) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string shard = "shardId-000000000001";
+  const absl::Duration lease = absl::Seconds(10);
+  absl::Time now = now_;
+  auto a = store->AcquireLease("m", "orders", shard, "p1", lease, now);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->lease_owner(), "p1");
+  EXPECT_EQ(a->lease_epoch(), 1);
+  // Another owner waits while it is live, and is told who holds it.
+  auto refused = store->AcquireLease("m", "orders", shard, "p2", lease, now + absl::Seconds(9));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("lease for shard " + shard +
+                                   " of mapping m is held by p1 since epoch 1"));
+  // The owner taking it again renews at its epoch.
+  auto again = store->AcquireLease("m", "orders", shard, "p1", lease, now + absl::Seconds(5));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->lease_epoch(), 1);
+  // A fenced checkpoint at the right epoch moves the position and leaves the lease be.
+  v1::SetCheckpointRequest write = Request("m", shard, "100");
+  write.set_lease_owner("p1");
+  write.set_lease_epoch(1);
+  auto written = store->Set(write, now + absl::Seconds(6));
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->lease_expiry(), again->lease_expiry());
+  // Expired and not taken: still p1's (renewal and fenced writes go through).
+  now += absl::Seconds(20);
+  ASSERT_TRUE(store->RenewLease("m", "orders", shard, "p1", 1, lease, now).ok());
+  // Taken by p2 after expiry: epoch 2; p1's renewal and writes are refused from now on.
+  now += absl::Seconds(11);
+  auto taken = store->AcquireLease("m", "orders", shard, "p2", lease, now);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_EQ(taken->lease_epoch(), 2);
+  EXPECT_EQ(taken->sequence_number(), "100");  // where the new owner starts
+  write.set_sequence_number("200");
+  auto stale = store->Set(write, now);
+  ASSERT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()),
+              ::testing::HasSubstr("of mapping m is held by p2 since epoch 2"));
+  EXPECT_EQ(store->Get("m", "orders", shard)->sequence_number(), "100");
+  EXPECT_EQ(store->RenewLease("m", "orders", shard, "p1", 1, lease, now).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->ReleaseLease("m", "orders", shard, "p1", 1, now).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A release frees it at once; the epoch stays until the next owner.
+  auto released = store->ReleaseLease("m", "orders", shard, "p2", 2, now + absl::Seconds(1));
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(released->lease_owner(), "");
+  EXPECT_EQ(released->lease_epoch(), 2);
+  write.set_lease_owner("p2");
+  write.set_lease_epoch(2);
+  EXPECT_THAT(std::string(store->Set(write, now).status().message()),
+              ::testing::HasSubstr("is held by nobody since epoch 2"));
+  auto next = store->AcquireLease("m", "orders", shard, "p1", lease, now + absl::Seconds(1));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->lease_epoch(), 3);
+  // The old owner taking back what expired is a change of owner too.
+  auto back = store->AcquireLease("m", "orders", shard, "p1", lease, now + absl::Seconds(30));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->lease_epoch(), 4);
+  // The lease that SetCheckpoint takes by owner (the old interface) moves the epoch as well.
+  v1::SetCheckpointRequest by_owner = Request("m", shard, "");
+  by_owner.set_lease_owner("p3");
+  EXPECT_EQ(store->Set(by_owner, now + absl::Seconds(60))->lease_epoch(), 5);
+}
+
+TEST_F(CheckpointStoreTest, OwnersEpochsAndRenewedExpiriesSurviveARestart) {
+  const std::string shard = "shardId-000000000000";
+  v1::Checkpoint renewed;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->AcquireLease("m", "orders", shard, "p1", absl::Seconds(10), now_).ok());
+    ASSERT_TRUE(store->ReleaseLease("m", "orders", shard, "p1", 1, now_).ok());
+    ASSERT_TRUE(store->AcquireLease("m", "orders", shard, "p2", absl::Seconds(10), now_).ok());
+    auto r = store->RenewLease("m", "orders", shard, "p2", 2, absl::Seconds(10),
+                               now_ + absl::Seconds(8));
+    ASSERT_TRUE(r.ok());
+    renewed = *r;
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto got = store->Get("m", "orders", shard);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->lease_owner(), "p2");
+  EXPECT_EQ(got->lease_epoch(), 2);
+  EXPECT_EQ(got->lease_expiry(), renewed.lease_expiry());  // the renewal, not the acquire
+  // Still held: p1 cannot take it before the renewed expiry, p2 renews without a gap.
+  EXPECT_FALSE(
+      store->AcquireLease("m", "orders", shard, "p1", absl::Seconds(10), now_ + absl::Seconds(17))
+          .ok());
+  EXPECT_TRUE(
+      store->RenewLease("m", "orders", shard, "p2", 2, absl::Seconds(10), now_ + absl::Seconds(17))
+          .ok());
+}
+
+TEST_F(CheckpointStoreTest, HeartbeatsNameLiveMembersUntilTheirTtl) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto member = [](const std::string& id) {
+    v1::PollerMember m;
+    m.set_poller_id(id);
+    m.set_host("host-" + id);
+    m.set_pid(42);
+    return m;
+  };
+  store->Heartbeat("m", "orders", member("b"), absl::Seconds(3), now_);
+  store->Heartbeat("m", "orders", member("a"), absl::Seconds(10), now_);
+  store->Heartbeat("other", "orders", member("c"), absl::Seconds(10), now_);
+  auto ids = [&](absl::Time at) {
+    std::vector<std::string> out;
+    for (const auto& m : store->Members("m", "orders", at)) out.push_back(m.poller_id());
+    return out;
+  };
+  EXPECT_EQ(ids(now_ + absl::Seconds(1)), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(store->Members("m", "orders", now_)[0].host(), "host-a");
+  EXPECT_EQ(ids(now_ + absl::Seconds(3)), (std::vector<std::string>{"a"}));
+  store->Heartbeat("m", "orders", member("a"), absl::ZeroDuration(), now_ + absl::Seconds(4));
+  EXPECT_TRUE(ids(now_ + absl::Seconds(4)).empty());
+  EXPECT_EQ(store->Members("other", "orders", now_ + absl::Seconds(4)).size(), 1u);
 }
 
 }  // namespace
