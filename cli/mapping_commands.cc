@@ -108,6 +108,14 @@ std::string Time(const google::protobuf::Timestamp& t) {
 
 std::string OrNone(const std::string& text) { return text.empty() ? "none" : text; }
 
+// A shard's lease owner as the tables show it: "id (host pid)", or "-" when free.
+std::string Owner(const v1::ShardStatus& shard) {
+  if (shard.lease_owner().empty()) return "-";
+  if (shard.lease_owner_host().empty()) return shard.lease_owner();
+  return absl::StrCat(shard.lease_owner(), " (", shard.lease_owner_host(), " pid ",
+                      shard.lease_owner_pid(), ")");
+}
+
 // Prints rows as columns separated by two spaces, each as wide as its widest cell.
 void PrintTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
@@ -158,9 +166,9 @@ void PrintConfiguration(const v1::EventSourceMappingConfiguration& c) {
   PrintTable(rows);
   if (c.shards_size() == 0) return;
   std::printf("\n");
-  std::vector<std::vector<std::string>> shards = {{"SHARD", "CHECKPOINT", "ITERATOR AGE",
-                                                   "IN FLIGHT (first..last records attempt)",
-                                                   "BUFFERED", "LAST ERROR"}};
+  std::vector<std::vector<std::string>> shards = {
+      {"SHARD", "CHECKPOINT", "OWNER", "EPOCH", "LEASE EXPIRES", "ITERATOR AGE",
+       "IN FLIGHT (first..last records attempt)", "BUFFERED", "LAST ERROR"}};
   for (const v1::ShardStatus& shard : c.shards()) {
     std::vector<std::string> batches;
     for (const v1::InFlightBatch& batch : shard.in_flight_batches()) {
@@ -171,6 +179,8 @@ void PrintConfiguration(const v1::EventSourceMappingConfiguration& c) {
     shards.push_back(
         {shard.shard_id(),
          shard.checkpoint_sequence_number().empty() ? "-" : shard.checkpoint_sequence_number(),
+         Owner(shard), absl::StrCat(shard.lease_epoch()),
+         shard.lease_owner().empty() ? "-" : Time(shard.lease_expiry()),
          shard.iterator_age_millis() < 0 ? "-" : absl::StrCat(shard.iterator_age_millis(), "ms"),
          batches.empty() ? "-" : absl::StrJoin(batches, ", "),
          absl::StrCat(shard.buffered_records()),
@@ -209,6 +219,19 @@ int RunList(const MappingOptions& options) {
   }
   if (any_override)
     std::printf("* changed live: differs from the YAML until the poller restarts\n");
+  // Who processes which shard (a fleet of pollers shares them by lease).
+  std::vector<std::vector<std::string>> leases = {
+      {"MAPPING", "SHARD", "OWNER", "EPOCH", "LEASE EXPIRES"}};
+  for (const auto& c : response.event_source_mappings()) {
+    for (const v1::ShardStatus& shard : c.shards()) {
+      leases.push_back({c.uuid(), shard.shard_id(), Owner(shard), absl::StrCat(shard.lease_epoch()),
+                        shard.lease_owner().empty() ? "-" : Time(shard.lease_expiry())});
+    }
+  }
+  if (leases.size() > 1) {
+    std::printf("\n");
+    PrintTable(leases);
+  }
   return kExitOk;
 }
 

@@ -4,6 +4,8 @@
 #include <grpcpp/impl/codegen/service_type.h>  // grpc::Service, owned here
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include "common/status_macros.h"
 #include "poller/admin_service.h"
 #include "poller/config.h"
+#include "poller/mapping_runner.h"
 #include "poller/plugins.h"
 #include "poller/poller.h"
 #include "prometheus/registry.h"
@@ -45,6 +48,8 @@ struct PollerCommandOptions {
   // The EventSourceMappings admin service (`runnel mapping --poller`); empty: not served.
   std::string listen = "127.0.0.1:4568";
   std::string ready_file;
+  std::string id;  // empty: host:pid:random
+  std::string lease_duration = "10s";
 };
 
 struct UpOptions {
@@ -59,7 +64,41 @@ struct UpOptions {
   std::string kinesis_listen;  // empty: no Kinesis HTTP endpoint
   std::string kinesis_ready_file;
   MetricsOptions metrics;
+  std::string id;  // empty: up:host:data directory
+  std::string lease_duration = "10s";
 };
+
+absl::StatusOr<absl::Duration> ParseLeaseDuration(const std::string& text) {
+  absl::Duration duration;
+  if (!absl::ParseDuration(text, &duration) || duration < absl::Milliseconds(100)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lease-duration: '", text, "' is not a duration of at least 100ms, like 10s or 500ms"));
+  }
+  return duration;
+}
+
+void AddFleetOptions(CLI::App& command, std::string* id, std::string* lease_duration,
+                     const char* id_default) {
+  command.add_option("--id", *id,
+                     absl::StrCat("This poller's id in a fleet sharing the mappings' shards by "
+                                  "lease (unique per running poller; default ",
+                                  id_default, ")"));
+  command
+      .add_option("--lease-duration", *lease_duration,
+                  "How long a shard's lease lasts without a renewal (renewed every third of it): "
+                  "how soon the fleet takes over the shards of a poller that died")
+      ->capture_default_str();
+}
+
+// `runnel up` is one poller per data directory: a stable id lets it take back its own leases at
+// once after a crash, instead of waiting for them to expire.
+std::string UpPollerId(const std::string& data_dir) {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::weakly_canonical(data_dir, ec);
+  return absl::StrCat("up:", host, ":", ec ? data_dir : dir.string());
+}
 
 absl::StatusOr<absl::Duration> ParseShutdownTimeout(const std::string& text) {
   absl::Duration timeout;
@@ -129,6 +168,11 @@ int RunPoller(const PollerCommandOptions& options) {
     PrintError(std::string(shutdown_timeout.status().message()));
     return kExitUsage;
   }
+  auto lease_duration = ParseLeaseDuration(options.lease_duration);
+  if (!lease_duration.ok()) {
+    PrintError(std::string(lease_duration.status().message()));
+    return kExitUsage;
+  }
   auto config = poller::LoadConfig(options.file);
   if (!config.ok()) {
     PrintError(std::string(config.status().message()));
@@ -153,6 +197,9 @@ int RunPoller(const PollerCommandOptions& options) {
   poller_options.broker = broker::MakeBrokerChannel(options.client.broker);
   poller_options.plugin_dirs = options.plugin_dirs;
   poller_options.metrics = registry;
+  poller_options.poller_id = options.id.empty() ? poller::DefaultPollerId() : options.id;
+  poller_options.lease_duration = *lease_duration;
+  const std::string poller_id = poller_options.poller_id;
   auto poller = poller::Poller::Start(std::move(poller_options));
   if (!poller.ok()) {
     PrintError(std::string(poller.status().message()));
@@ -160,6 +207,8 @@ int RunPoller(const PollerCommandOptions& options) {
   }
   std::printf("runnel poller: %s against the broker at %s\n", options.file.c_str(),
               options.client.broker.c_str());
+  std::printf("runnel poller: id %s, lease %s\n", poller_id.c_str(),
+              absl::FormatDuration(*lease_duration).c_str());
   std::printf("runnel poller: metrics %s\n", *metrics ? (*metrics)->url().c_str() : "off");
   PrintBanner(**poller);
   if (auto status = WriteMetricsReadyFile(options.metrics, metrics->get()); !status.ok()) {
@@ -202,6 +251,11 @@ int RunUp(const UpOptions& options) {
   auto shutdown_timeout = ParseShutdownTimeout(options.shutdown_timeout);
   if (!shutdown_timeout.ok()) {
     PrintError(std::string(shutdown_timeout.status().message()));
+    return kExitUsage;
+  }
+  auto lease_duration = ParseLeaseDuration(options.lease_duration);
+  if (!lease_duration.ok()) {
+    PrintError(std::string(lease_duration.status().message()));
     return kExitUsage;
   }
   std::optional<poller::Config> config;
@@ -254,6 +308,8 @@ int RunUp(const UpOptions& options) {
     poller_options.plugin_dirs = options.plugin_dirs;
     poller_options.create_streams = true;
     poller_options.metrics = registry;
+    poller_options.poller_id = options.id.empty() ? UpPollerId(options.data_dir) : options.id;
+    poller_options.lease_duration = *lease_duration;
     auto started = poller::Poller::Start(std::move(poller_options));
     if (!started.ok()) {
       PrintError(std::string(started.status().message()));
@@ -309,6 +365,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   poller_command->add_option("--ready-file", poller->ready_file,
                              "Write the --listen address to this file once everything runs");
   AddBrokerOption(*poller_command, &poller->client);
+  AddFleetOptions(*poller_command, &poller->id, &poller->lease_duration, "host:pid:random");
   AddShutdownTimeoutOption(*poller_command, &poller->shutdown_timeout);
   AddLogOptions(*poller_command, &poller->log);
   AddMetricsOptions(*poller_command, &poller->metrics, kDefaultPollerMetrics,
@@ -334,6 +391,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   up_command->add_option("--ready-file", up->ready_file,
                          "Write the broker's address to this file once everything runs");
   AddShutdownTimeoutOption(*up_command, &up->shutdown_timeout);
+  AddFleetOptions(*up_command, &up->id, &up->lease_duration, "up:host:DATA_DIR");
   AddLogOptions(*up_command, &up->log);
   AddKinesisOptions(*up_command, &up->kinesis_listen, &up->kinesis_ready_file);
   AddMetricsOptions(*up_command, &up->metrics, kDefaultBrokerMetrics,

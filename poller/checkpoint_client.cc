@@ -24,8 +24,15 @@ StoredCheckpoint FromProto(const v1::Checkpoint& checkpoint) {
   out.update_time = FromProto(checkpoint.update_time());
   out.lease.shard_id = checkpoint.shard_id();
   out.lease.owner = checkpoint.lease_owner();
+  out.lease.epoch = checkpoint.lease_epoch();
   if (!checkpoint.lease_owner().empty()) out.lease.expiry = FromProto(checkpoint.lease_expiry());
   return out;
+}
+
+// A lease call that outlasts a third of the lease is of no use: the lease thread must get back to
+// its other leases and to the local deadlines.
+client::CallOptions LeaseCall(absl::Duration duration) {
+  return {.timeout = std::max(duration / 3, absl::Milliseconds(100))};
 }
 
 class BrokerCheckpointClient : public CheckpointClient {
@@ -64,11 +71,9 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::SetCheckpointRequest request = Request(shard_id);
     request.set_sequence_number(sequence_number);
     if (fence != nullptr) {
-      // By owner: refused while another owner holds an unexpired lease. The lease is written
-      // with what is left of it, so the write does not extend it.
+      // Refused unless the lease is still (owner, epoch); the write leaves the lease as it is.
       request.set_lease_owner(fence->owner);
-      *request.mutable_lease_duration() =
-          ToProto(std::max(fence->expiry - absl::Now(), absl::Milliseconds(1)));
+      request.set_lease_epoch(fence->epoch);
     }
     return broker_->SetCheckpoint(request).status();
   }
@@ -87,23 +92,69 @@ class BrokerCheckpointClient : public CheckpointClient {
     return FromProto(response->checkpoint());
   }
 
-  absl::StatusOr<ShardLease> TakeLease(const std::string& shard_id, const std::string& owner,
-                                       absl::Duration duration) override {
-    v1::SetCheckpointRequest request = Request(shard_id);
-    request.set_lease_owner(owner);
+  absl::StatusOr<StoredCheckpoint> TakeLease(const std::string& shard_id, const std::string& owner,
+                                             absl::Duration duration) override {
+    v1::AcquireLeaseRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(shard_id);
+    request.set_owner(owner);
     *request.mutable_lease_duration() = ToProto(duration);
-    auto response = broker_->SetCheckpoint(request);
+    auto response = broker_->AcquireLease(request, LeaseCall(duration));
+    if (!response.ok()) return response.status();
+    return FromProto(response->checkpoint());
+  }
+
+  absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease, absl::Duration duration) override {
+    v1::RenewLeaseRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(lease.shard_id);
+    request.set_owner(lease.owner);
+    request.set_lease_epoch(lease.epoch);
+    *request.mutable_lease_duration() = ToProto(duration);
+    auto response = broker_->RenewLease(request, LeaseCall(duration));
     if (!response.ok()) return response.status();
     return FromProto(response->checkpoint()).lease;
   }
 
-  absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease, absl::Duration duration) override {
-    return TakeLease(lease.shard_id, lease.owner, duration);
+  absl::Status ReleaseLease(const ShardLease& lease) override {
+    v1::ReleaseLeaseRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(lease.shard_id);
+    request.set_owner(lease.owner);
+    request.set_lease_epoch(lease.epoch);
+    return broker_->ReleaseLease(request, {.timeout = absl::Seconds(2)}).status();
   }
 
-  absl::Status ReleaseLease(const ShardLease& lease) override {
-    return absl::UnimplementedError("the broker cannot release a lease yet (shard " +
-                                    lease.shard_id + ")");
+  absl::StatusOr<LeaseTable> ListLeases() override {
+    v1::ListLeasesRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    auto response = broker_->ListLeases(request, {.timeout = absl::Seconds(5)});
+    if (!response.ok()) return response.status();
+    LeaseTable table;
+    for (const v1::Checkpoint& checkpoint : response->leases()) {
+      table.shards.push_back(FromProto(checkpoint));
+    }
+    for (const v1::PollerMember& member : response->members()) {
+      table.members.push_back(
+          {member.poller_id(), member.host(), member.pid(), FromProto(member.expiry())});
+    }
+    table.now = FromProto(response->now());
+    return table;
+  }
+
+  absl::Status Heartbeat(const FleetMember& member, absl::Duration ttl) override {
+    v1::HeartbeatRequest request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.mutable_member()->set_poller_id(member.id);
+    request.mutable_member()->set_host(member.host);
+    request.mutable_member()->set_pid(member.pid);
+    *request.mutable_ttl() = ToProto(ttl);
+    return broker_->Heartbeat(request, {.timeout = absl::Seconds(5)}).status();
   }
 
  private:

@@ -46,6 +46,21 @@ struct StoredCheckpoint {
   ShardLease lease;
 };
 
+// One poller of the fleet, as its heartbeat names it.
+struct FleetMember {
+  std::string id;
+  std::string host;
+  int64_t pid = 0;
+  absl::Time expiry = absl::InfinitePast();
+};
+
+// The mapping's lease table as the store sees it, judged by the store's clock.
+struct LeaseTable {
+  std::vector<StoredCheckpoint> shards;  // shards without a record are absent (free)
+  std::vector<FleetMember> members;      // unexpired heartbeats
+  absl::Time now;                        // the store's clock
+};
+
 class CheckpointClient {
  public:
   virtual ~CheckpointClient() = default;
@@ -67,23 +82,25 @@ class CheckpointClient {
                                                            const StreamPosition& position) = 0;
 
   // Takes the shard's lease for `owner` for `duration`: FAILED_PRECONDITION while another owner
-  // holds an unexpired one. A new owner gets the next epoch.
-  virtual absl::StatusOr<ShardLease> TakeLease(const std::string& shard_id,
-                                               const std::string& owner,
-                                               absl::Duration duration) = 0;
+  // holds an unexpired one. A new owner gets the next epoch. Returns the lease with the shard's
+  // checkpoint at that moment (where the new owner starts).
+  virtual absl::StatusOr<StoredCheckpoint> TakeLease(const std::string& shard_id,
+                                                     const std::string& owner,
+                                                     absl::Duration duration) = 0;
   // Extends a held lease to `duration` from now: FAILED_PRECONDITION when it was lost.
   virtual absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease,
                                                 absl::Duration duration) = 0;
   // Gives a held lease up, so another owner may take the shard at once.
   virtual absl::Status ReleaseLease(const ShardLease& lease) = 0;
+
+  // Every lease of the mapping and the fleet's live members.
+  virtual absl::StatusOr<LeaseTable> ListLeases() = 0;
+  // Says `member` runs the mapping for `ttl` more (ttl 0: leaves the fleet at once).
+  virtual absl::Status Heartbeat(const FleetMember& member, absl::Duration ttl) = 0;
 };
 
-// The checkpoints of consumer `consumer_name` (a mapping's id) on `stream`, stored in the broker
-// behind `broker`.
-//
-// Until the broker stores lease epochs, leases there are by owner only: epochs read as 0, a fence
-// refuses a write only when another owner holds an unexpired lease, and ReleaseLease is
-// UNIMPLEMENTED.
+// The checkpoints and leases of consumer `consumer_name` (a mapping's id) on `stream`, stored in
+// the broker behind `broker`.
 std::unique_ptr<CheckpointClient> MakeBrokerCheckpointClient(
     std::shared_ptr<client::BrokerClient> broker, std::string consumer_name, std::string stream);
 

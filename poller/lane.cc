@@ -130,6 +130,14 @@ bool Lane::RecordDiscard(const FailurePolicy::Action& discard,
   }
   absl::Duration backoff = absl::ZeroDuration();
   for (;;) {
+    if (context_.before_dead_letter) {
+      if (absl::Status fence = context_.before_dead_letter(); !fence.ok()) {
+        spdlog::error("not writing {} discarded records {}..{} to {}: {}", discard.size(),
+                      record.start_sequence_number, record.end_sequence_number,
+                      destination->Describe(), std::string(fence.message()));
+        return false;
+      }
+    }
     absl::Status status = destination->Write(record);
     if (status.ok()) break;
     backoff = NextBackoff(backoff);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "poller/batcher.h"
@@ -49,6 +50,10 @@ struct LaneContext {
   ShardProgress* progress = nullptr;
   // The outcome of each invocation (ok, or a partial response), for LastProcessingResult.
   std::function<void(bool ok)> invocation_finished;
+  // Asked right before each on-failure record is written: OK while this poller still holds the
+  // shard's lease (checked with the broker, at the lease's epoch). Otherwise the dead letter is
+  // not written and the lane stops: the shard's new owner records it. Empty: always OK.
+  std::function<absl::Status()> before_dead_letter;
 };
 
 class Lane {

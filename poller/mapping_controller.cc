@@ -144,7 +144,11 @@ absl::Status ApplyUpdate(const v1::UpdateEventSourceMappingRequest& request,
 }
 
 MappingController::MappingController(MappingControllerOptions options)
-    : options_(std::move(options)) {}
+    : options_([&] {
+        // One id for every runner of this poller, also across a disable and enable.
+        if (options.poller_id.empty()) options.poller_id = DefaultPollerId();
+        return std::move(options);
+      }()) {}
 
 MappingController::~MappingController() { StopAll(options_.stop_grace); }
 
@@ -228,6 +232,8 @@ absl::StatusOr<std::shared_ptr<MappingRunner>> MappingController::StartRunner(
   runner_options.broker = options_.broker;
   runner_options.region = options_.region;
   runner_options.metrics = options_.metrics;
+  runner_options.poller_id = options_.poller_id;
+  runner_options.lease_duration = options_.lease_duration;
   auto runner = MappingRunner::Start(std::move(runner_options));
   if (!runner.ok()) return runner.status();
   return std::shared_ptr<MappingRunner>(std::move(*runner));
@@ -340,33 +346,43 @@ absl::StatusOr<v1::EventSourceMappingConfiguration> MappingController::Describe(
   if (auto summary = broker.DescribeStreamSummary(spec.stream); summary.ok()) {
     config.set_event_source_arn(summary->stream_arn());
   }
-  if (!with_shards) return config;
-
-  std::map<std::string, v1::Checkpoint> checkpoints;
-  {
-    v1::ListCheckpointsRequest request;
-    request.set_consumer_name(spec.Id());
-    request.set_stream_name(spec.stream);
-    auto response = broker.ListCheckpoints(request);
-    if (!response.ok()) {
-      return client::WithContext(response.status(), absl::StrCat("checkpoints of ", spec.Id()));
-    }
-    for (const auto& checkpoint : response->checkpoints()) {
-      checkpoints[checkpoint.shard_id()] = checkpoint;
-    }
+  // The lease table: per shard its checkpoint and owner, and the fleet's heartbeats (host, pid).
+  v1::ListLeasesRequest leases_request;
+  leases_request.set_consumer_name(spec.Id());
+  leases_request.set_stream_name(spec.stream);
+  auto leases = broker.ListLeases(leases_request);
+  if (!leases.ok() && !with_shards) return config;  // List still lists
+  if (!leases.ok()) {
+    return client::WithContext(leases.status(), absl::StrCat("leases of ", spec.Id()));
   }
+  std::map<std::string, v1::Checkpoint> checkpoints;
+  for (const auto& checkpoint : leases->leases()) checkpoints[checkpoint.shard_id()] = checkpoint;
+  std::map<std::string, v1::PollerMember> members;
+  for (const auto& member : leases->members()) members[member.poller_id()] = member;
   std::map<std::string, const ShardRunStatus*> running;
   for (const ShardRunStatus& shard : status.shards) running[shard.shard_id] = &shard;
   auto shards = broker.ListAllShards(spec.stream);
+  if (!shards.ok() && !with_shards) return config;
   if (!shards.ok()) return ShardsOf(spec.stream, shards.status());
   for (const v1::Shard& shard : *shards) {
     v1::ShardStatus* out = config.add_shards();
     out->set_shard_id(shard.shard_id());
     out->set_iterator_age_millis(-1);
     if (auto it = checkpoints.find(shard.shard_id()); it != checkpoints.end()) {
-      out->set_checkpoint_sequence_number(it->second.sequence_number());
-      *out->mutable_checkpoint_update_time() = it->second.update_time();
+      const v1::Checkpoint& checkpoint = it->second;
+      out->set_checkpoint_sequence_number(checkpoint.sequence_number());
+      *out->mutable_checkpoint_update_time() = checkpoint.update_time();
+      out->set_lease_epoch(checkpoint.lease_epoch());
+      if (!checkpoint.lease_owner().empty()) {
+        out->set_lease_owner(checkpoint.lease_owner());
+        *out->mutable_lease_expiry() = checkpoint.lease_expiry();
+        if (auto m = members.find(checkpoint.lease_owner()); m != members.end()) {
+          out->set_lease_owner_host(m->second.host());
+          out->set_lease_owner_pid(m->second.pid());
+        }
+      }
     }
+    if (!with_shards) continue;  // List: the leases only
     auto it = running.find(shard.shard_id());
     if (it == running.end()) continue;
     const ShardRunStatus& run = *it->second;

@@ -53,6 +53,10 @@ struct MappingControllerOptions {
   std::shared_ptr<prometheus::Registry> metrics;
   // How long batches in flight get to finish when a runner stops for a change.
   absl::Duration stop_grace = absl::Seconds(30);
+  // This poller in the fleet (see MappingRunnerOptions): its id (empty: DefaultPollerId()) and
+  // lease duration.
+  std::string poller_id;
+  absl::Duration lease_duration = absl::Seconds(10);
 };
 
 class MappingController {

@@ -5,7 +5,20 @@
 // failure policy with at most one batch in flight per lane (poller/lane.h), and checkpoints each
 // shard at the highest sequence number below which every record is done (poller/shard_progress.h,
 // written through a CheckpointClient). This file is the runner: start-up (shards, checkpoints,
-// starting positions), the checkpoint writer, stop and status.
+// starting positions), the checkpoint writer, stop and status, and the shard leases that let a
+// fleet of pollers share the mapping's shards (see "Leases" below).
+//
+// Leases: the runner consumes only the shards whose lease it holds. A lease thread heartbeats,
+// reads the lease table every scan interval (lease_duration / 5, at most 500 ms), renews each
+// held lease every lease_duration / 3, and applies the fleet's assignment rule
+// (poller/lease_assignment.h): it takes free or expired shards up to its fair share (starting
+// after the checkpoint stored at the moment of the take), and hands its surplus over gracefully
+// (stop reading, let the lanes finish what they hold, write the checkpoint, release). Every
+// checkpoint write carries the lease's epoch; when the broker refuses one, or a renewal fails and
+// the lease's local deadline passes, the shard stops at once: invocations already running finish
+// but nothing more is checkpointed or dead-lettered for it. A stop drains, writes the final
+// checkpoints and releases every lease, so the rest of the fleet takes over within one scan
+// interval. A poller alone takes every shard at start, before Start returns.
 //
 // Thread-safe.
 #pragma once
@@ -51,7 +64,14 @@ struct MappingRunnerOptions {
   int read_ahead_batches = 2;
   // Where the mapping's runnel_poller_* metrics go (see poller/metrics.h); null: not exposed.
   std::shared_ptr<prometheus::Registry> metrics;
+  // This poller's id in the fleet (the owner of its leases); empty: DefaultPollerId().
+  std::string poller_id;
+  // How long a lease lasts without a renewal: how soon a dead poller's shards move.
+  absl::Duration lease_duration = absl::Seconds(10);
 };
+
+// "host:pid:random": unique per process, so that a restarted poller is a new owner.
+std::string DefaultPollerId();
 
 class MappingRunner {
  public:

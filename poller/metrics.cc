@@ -110,6 +110,30 @@ MappingMetrics::MappingMetrics(std::shared_ptr<prometheus::Registry> registry,
                    "Invocations of the function in progress (waiting for an execution "
                    "environment included), all mappings together")
            .Add({{"function", function_}});
+  const prometheus::Labels labels{{"mapping", mapping_}, {"function", function_}};
+  prometheus::Registry& r = *registry_;
+  leases_.held = &GaugeFamily(r, "runnel_poller_leases_held",
+                              "Shard leases of the mapping this poller holds (poller fleet)")
+                      .Add(labels);
+  leases_.acquired = &CounterFamily(r, "runnel_poller_lease_acquisitions_total",
+                                    "Free or released shard leases this poller took")
+                          .Add(labels);
+  leases_.takeovers = &CounterFamily(r, "runnel_poller_lease_takeovers_total",
+                                     "Expired leases of another poller taken over (it stopped "
+                                     "renewing: crashed, paused or cut off)")
+                           .Add(labels);
+  leases_.handoffs = &CounterFamily(r, "runnel_poller_lease_handoffs_total",
+                                    "Leases handed over gracefully: reading stopped, the "
+                                    "batches in flight finished, checkpoint written, released")
+                          .Add(labels);
+  leases_.lost = &CounterFamily(r, "runnel_poller_leases_lost_total",
+                                "Shards stopped at once because their lease was lost or could "
+                                "not be renewed in time")
+                      .Add(labels);
+  leases_.fenced_writes = &CounterFamily(r, "runnel_poller_fenced_writes_total",
+                                         "Checkpoint writes the broker refused because the "
+                                         "lease epoch was stale")
+                               .Add(labels);
 }
 
 ShardMetrics* MappingMetrics::ForShard(const std::string& shard_id) {

@@ -64,6 +64,16 @@ struct ShardMetrics {
   void Checkpointed(std::string_view sequence_number);
 };
 
+// The mapping's leases in a poller fleet (per mapping, not per shard: shards come and go).
+struct LeaseMetrics {
+  prometheus::Gauge* held = nullptr;         // leases this poller holds now
+  prometheus::Counter* acquired = nullptr;   // free or released leases taken
+  prometheus::Counter* takeovers = nullptr;  // expired leases of another poller taken
+  prometheus::Counter* handoffs = nullptr;   // leases shed: drained, checkpointed, released
+  prometheus::Counter* lost = nullptr;       // shards stopped at once: lease lost or not renewed
+  prometheus::Counter* fenced_writes = nullptr;  // checkpoint writes the broker refused (stale)
+};
+
 class MappingMetrics {
  public:
   // Registers (or joins) the poller's families in `registry`; a null registry keeps the
@@ -72,6 +82,7 @@ class MappingMetrics {
 
   // The shard's children, created on first use; the pointer stays valid as long as this object.
   ShardMetrics* ForShard(const std::string& shard_id);
+  const LeaseMetrics& leases() const { return leases_; }
 
   // Histogram buckets.
   static prometheus::Histogram::BucketBoundaries DurationBuckets();   // seconds
@@ -85,6 +96,7 @@ class MappingMetrics {
   prometheus::Histogram* invocation_duration_;
   prometheus::Histogram* batch_size_;
   prometheus::Gauge* concurrent_executions_;
+  LeaseMetrics leases_;
 
   absl::Mutex mu_;
   std::deque<std::pair<std::string, ShardMetrics>> shards_ ABSL_GUARDED_BY(mu_);

@@ -79,6 +79,8 @@ class Poller::Impl {
     controller_options.region = options_.region;
     controller_options.metrics = options_.metrics;
     controller_options.config_directory = config.directory;
+    controller_options.poller_id = options_.poller_id;
+    controller_options.lease_duration = options_.lease_duration;
     // An update may name a new on_failure stream: created as at start-up.
     controller_options.prepare = [this](const MappingSpec& mapping) {
       if (mapping.on_failure.kind != OnFailureDestination::Kind::kStream) {

@@ -37,6 +37,10 @@ struct PollerOptions {
   std::string worker_binary;
   // Where the mappings' runnel_poller_* metrics go; null: not exposed.
   std::shared_ptr<prometheus::Registry> metrics;
+  // This poller in a fleet sharing the mappings' shards by lease (`--id`, `--lease-duration`);
+  // empty id: host:pid:random.
+  std::string poller_id;
+  absl::Duration lease_duration = absl::Seconds(10);
 };
 
 class Poller {
