@@ -144,6 +144,8 @@ class Broker {
   absl::StatusOr<ShardState*> FindShard(const Stream& stream, const std::string& shard_id) const;
   absl::Status UpdateRetention(const std::string& stream_name, int hours, bool increase);
   absl::Status SaveMetadata(const Stream& stream);
+  // Opens (recovering) one shard's log in `directory`, with the stream's fsync policy.
+  absl::Status OpenShardLog(const Stream& stream, ShardState& shard, const std::string& directory);
   absl::StatusOr<uint64_t> ResolvePosition(const Stream& stream, ShardState& shard,
                                            v1::ShardIteratorType type,
                                            const std::string& sequence_number,

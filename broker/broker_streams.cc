@@ -44,6 +44,19 @@ absl::Status RemoveTree(const std::string& path) {
 
 }  // namespace
 
+absl::Status Broker::OpenShardLog(const Stream& stream, ShardState& shard,
+                                  const std::string& directory) {
+  ShardLogOptions log_options;
+  log_options.directory = directory;
+  log_options.name = absl::StrCat(stream.name, "/", shard.id);
+  log_options.fsync = ToFsyncMode(stream.fsync_policy);
+  log_options.fsync_interval = options_.fsync_interval;
+  log_options.segment_bytes = options_.segment_bytes;
+  if (options_.clock) log_options.now_ms = [this] { return NowMs(); };
+  ASSIGN_OR_RETURN(shard.log, ShardLog::Open(std::move(log_options)));
+  return absl::OkStatus();
+}
+
 absl::Status Broker::LoadStreams() {
   const fs::path streams_dir = fs::path(options_.data_dir) / "streams";
   const fs::path trash_dir = fs::path(options_.data_dir) / "trash";
@@ -82,14 +95,7 @@ absl::Status Broker::LoadStreams() {
                        ParseHashKey(shard_meta.ending_hash_key(), "endingHashKey"));
       shard->parent_shard_id = shard_meta.parent_shard_id();
       shard->adjacent_parent_shard_id = shard_meta.adjacent_parent_shard_id();
-      ShardLogOptions log_options;
-      log_options.directory = (entry.path() / shard->id).string();
-      log_options.name = absl::StrCat(stream->name, "/", shard->id);
-      log_options.fsync = ToFsyncMode(stream->fsync_policy);
-      log_options.fsync_interval = options_.fsync_interval;
-      log_options.segment_bytes = options_.segment_bytes;
-      if (options_.clock) log_options.now_ms = [this] { return NowMs(); };
-      ASSIGN_OR_RETURN(shard->log, ShardLog::Open(std::move(log_options)));
+      RETURN_IF_ERROR(OpenShardLog(*stream, *shard, (entry.path() / shard->id).string()));
       stream->shards.push_back(std::move(shard));
     }
     AttachMetrics(*stream);
@@ -203,14 +209,7 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
   RETURN_IF_ERROR(FsyncDirectory(streams_dir.string()));
   stream->directory = final_dir.string();
   for (auto& shard : stream->shards) {
-    ShardLogOptions log_options;
-    log_options.directory = (final_dir / shard->id).string();
-    log_options.name = absl::StrCat(stream->name, "/", shard->id);
-    log_options.fsync = ToFsyncMode(stream->fsync_policy);
-    log_options.fsync_interval = options_.fsync_interval;
-    log_options.segment_bytes = options_.segment_bytes;
-    if (options_.clock) log_options.now_ms = [this] { return NowMs(); };
-    ASSIGN_OR_RETURN(shard->log, ShardLog::Open(std::move(log_options)));
+    RETURN_IF_ERROR(OpenShardLog(*stream, *shard, (final_dir / shard->id).string()));
   }
   ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
   spdlog::info("created stream {} with {} shards, retention {}h", stream->name,
