@@ -106,12 +106,7 @@ class BrokerCheckpointClient : public CheckpointClient {
   }
 
   absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease, absl::Duration duration) override {
-    v1::RenewLeaseRequest request;
-    request.set_consumer_name(consumer_name_);
-    request.set_stream_name(stream_);
-    request.set_shard_id(lease.shard_id);
-    request.set_owner(lease.owner);
-    request.set_lease_epoch(lease.epoch);
+    auto request = LeaseRequest<v1::RenewLeaseRequest>(lease);
     *request.mutable_lease_duration() = ToProto(duration);
     auto response = broker_->RenewLease(request, LeaseCall(duration));
     if (!response.ok()) return response.status();
@@ -119,12 +114,7 @@ class BrokerCheckpointClient : public CheckpointClient {
   }
 
   absl::Status ReleaseLease(const ShardLease& lease) override {
-    v1::ReleaseLeaseRequest request;
-    request.set_consumer_name(consumer_name_);
-    request.set_stream_name(stream_);
-    request.set_shard_id(lease.shard_id);
-    request.set_owner(lease.owner);
-    request.set_lease_epoch(lease.epoch);
+    auto request = LeaseRequest<v1::ReleaseLeaseRequest>(lease);
     return broker_->ReleaseLease(request, {.timeout = absl::Seconds(2)}).status();
   }
 
@@ -158,6 +148,18 @@ class BrokerCheckpointClient : public CheckpointClient {
   }
 
  private:
+  // A renew or release request naming this mapping's shard, owner and epoch of `lease`.
+  template <typename LeaseRequestProto>
+  LeaseRequestProto LeaseRequest(const ShardLease& lease) const {
+    LeaseRequestProto request;
+    request.set_consumer_name(consumer_name_);
+    request.set_stream_name(stream_);
+    request.set_shard_id(lease.shard_id);
+    request.set_owner(lease.owner);
+    request.set_lease_epoch(lease.epoch);
+    return request;
+  }
+
   v1::SetCheckpointRequest Request(const std::string& shard_id) const {
     v1::SetCheckpointRequest request;
     request.set_consumer_name(consumer_name_);
