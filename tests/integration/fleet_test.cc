@@ -40,42 +40,10 @@ constexpr char kMapping[] = "events/echo";
 constexpr absl::Duration kLease = absl::Seconds(2);
 constexpr absl::Duration kScan = absl::Milliseconds(400);
 
-// Puts one record per key ("key-K#N") every few milliseconds until stopped; remembers what the
-// broker acknowledged.
-class Producer {
- public:
-  Producer(v1::StreamBroker::Stub& stub, int keys)
-      : thread_([this, &stub, keys] {
-          for (int n = 0; !stop_; ++n) {
-            std::vector<std::pair<std::string, std::string>> batch;
-            for (int k = 0; k < keys; ++k) {
-              batch.push_back({absl::StrCat("key-", k), absl::StrCat("key-", k, "#", n)});
-            }
-            grpc::Status status;
-            v1::PutRecordsResponse response = PutRecords(stub, "events", batch, &status);
-            if (status.ok()) {
-              std::lock_guard<std::mutex> lock(mu_);
-              for (int i = 0; i < response.records_size(); ++i) {
-                if (response.records(i).error_code().empty()) acknowledged_.insert(batch[i].second);
-              }
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          }
-        }) {}
-  ~Producer() { Stop(); }
-  std::set<std::string> Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    std::lock_guard<std::mutex> lock(mu_);
-    return acknowledged_;
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::set<std::string> acknowledged_;
-  std::thread thread_;
-};
+// The producers of these tests put one record per key every few milliseconds, and keep going
+// while pollers come and go.
+constexpr ProducerOptions kPacedProducer{.pause = std::chrono::milliseconds(20),
+                                         .stop_on_error = false};
 
 struct Lease {
   std::string owner;  // "" : free or expired
@@ -240,7 +208,7 @@ TEST_F(FleetTest, ThreePollersSplitTheShardsAndHandOffCleanlyOnSigtermAndOnJoin)
       },
       absl::Seconds(30)))
       << "split: " << ::testing::PrintToString(Split());
-  Producer producer(*stub_, 200);
+  BackgroundProducer producer(*stub_, 200, kPacedProducer);
   ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo_) > 2000; }, absl::Seconds(60)));
 
   // SIGTERM hands over: the others hold every shard within about one scan, no record twice.
@@ -270,7 +238,7 @@ TEST_F(FleetTest, ThreePollersSplitTheShardsAndHandOffCleanlyOnSigtermAndOnJoin)
   ASSERT_TRUE(WaitFor([&] { return FairAmong(staying); }, absl::Seconds(30)))
       << ::testing::PrintToString(Split());
   ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo_) > 6000; }, absl::Seconds(60)));
-  const Delivery delivery = Delivered(producer.Stop());
+  const Delivery delivery = Delivered(producer.Acknowledged());
   EXPECT_EQ(delivery.duplicates, 0)
       << "while nobody died, e.g. "
       << (delivery.repeated.empty() ? "" : delivery.repeated[0].sequence_number);
@@ -289,7 +257,7 @@ TEST_F(FleetTest, KillNineMovesTheShardsWithinTheLeaseAndRepeatsOnlyWhatWasNotCh
   std::set<std::string> live = {"p1", "p2", "p3"};
   for (const std::string& name : live) StartPoller(name);
   ASSERT_TRUE(WaitFor([&] { return FairAmong(live); }, absl::Seconds(30)));
-  Producer producer(*stub_, 200);
+  BackgroundProducer producer(*stub_, 200, kPacedProducer);
   std::mt19937 random(7);
   int next = 4;
   // Per shard, the checkpoints at which a dead owner stopped: repeats must come after one.
@@ -319,7 +287,7 @@ TEST_F(FleetTest, KillNineMovesTheShardsWithinTheLeaseAndRepeatsOnlyWhatWasNotCh
     ASSERT_TRUE(WaitFor([&] { return FairAmong(live); }, absl::Seconds(30)));
     (void)killed;
   }
-  const Delivery delivery = Delivered(producer.Stop());
+  const Delivery delivery = Delivered(producer.Acknowledged());
   for (const EchoLine& line : delivery.repeated) {
     const std::string shard = ShardOf(line.sequence_number);
     bool after_a_kill_checkpoint = false;
@@ -339,7 +307,7 @@ TEST_F(FleetTest, APausedPollerLosesItsShardsAndTheBrokerRefusesItsWrites) {
   std::set<std::string> live = {"p1", "p2", "p3"};
   for (const std::string& name : live) StartPoller(name);
   ASSERT_TRUE(WaitFor([&] { return FairAmong(live); }, absl::Seconds(30)));
-  Producer producer(*stub_, 200);
+  BackgroundProducer producer(*stub_, 200, kPacedProducer);
   ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo_) > 2000; }, absl::Seconds(60)));
   std::string paused;
   for (const auto& [owner, count] : Split()) {
@@ -368,7 +336,7 @@ TEST_F(FleetTest, APausedPollerLosesItsShardsAndTheBrokerRefusesItsWrites) {
   for (const auto& [shard, lease] : Leases()) {
     if (its_shards.contains(shard) && lease.owner == paused) EXPECT_GT(lease.epoch, epochs[shard]);
   }
-  const Delivery delivery = Delivered(producer.Stop());
+  const Delivery delivery = Delivered(producer.Acknowledged());
   std::printf("paused poller: %d repeats of %zu records\n", delivery.duplicates, delivery.unique);
 }
 

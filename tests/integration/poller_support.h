@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <set>
 #include <string>
@@ -63,12 +64,21 @@ size_t UniqueLines(const std::string& path);
 
 std::string ReadText(const std::string& path);
 
-// Puts batches of one record per key ("key-K#N", N counting up) until told to stop or the broker
-// stops answering; returns the data of every record the broker acknowledged.
+// Puts batches of one record per key ("key-K#N", N counting up) until told to stop (or, by
+// default, until the broker stops answering); returns the data of every record the broker
+// acknowledged.
+struct ProducerOptions {
+  // Wait between batches; zero puts as fast as the broker answers.
+  std::chrono::milliseconds pause{0};
+  // A failed put ends the producer (the broker went away: the shutdown under test). False keeps
+  // putting, for tests where the broker stays up and pollers come and go.
+  bool stop_on_error = true;
+};
+
 class BackgroundProducer {
  public:
-  BackgroundProducer(v1::StreamBroker::Stub& stub, int keys)
-      : thread_([this, &stub, keys] { Run(stub, keys); }) {}
+  BackgroundProducer(v1::StreamBroker::Stub& stub, int keys, ProducerOptions options = {})
+      : thread_([this, &stub, keys, options] { Run(stub, keys, options); }) {}
   ~BackgroundProducer() { Stop(); }
   void Stop() {
     stop_ = true;
@@ -80,7 +90,7 @@ class BackgroundProducer {
   }
 
  private:
-  void Run(v1::StreamBroker::Stub& stub, int keys) {
+  void Run(v1::StreamBroker::Stub& stub, int keys, const ProducerOptions& options) {
     for (int n = 0; !stop_; ++n) {
       std::vector<std::pair<std::string, std::string>> batch;
       for (int k = 0; k < keys; ++k) {
@@ -88,14 +98,15 @@ class BackgroundProducer {
       }
       grpc::Status status;
       v1::PutRecordsResponse response = PutRecords(stub, "events", batch, &status);
-      if (!status.ok()) return;  // the broker went away: the shutdown under test
-      for (int i = 0; i < response.records_size(); ++i) {
+      if (!status.ok() && options.stop_on_error) return;
+      for (int i = 0; status.ok() && i < response.records_size(); ++i) {
         if (response.records(i).error_code().empty()) acknowledged_.insert(batch[i].second);
       }
+      if (options.pause > std::chrono::milliseconds(0)) std::this_thread::sleep_for(options.pause);
     }
   }
   std::atomic<bool> stop_{false};
-  std::set<std::string> acknowledged_;
+  std::set<std::string> acknowledged_;  // read only after the thread is joined
   std::thread thread_;
 };
 
