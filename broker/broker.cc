@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/text_format.h"
 #include "runnel/storage/v1/metadata.pb.h"
+#include "spdlog/spdlog.h"
 
 namespace runnel::broker {
 
@@ -64,6 +65,26 @@ std::string Broker::StreamArn(const std::string& stream_name) const {
                       stream_name);
 }
 
+absl::Status Broker::ReconcileCheckpoints() {
+  absl::flat_hash_map<std::string, uint64_t> live;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, stream] : streams_) live[name] = stream->incarnation;
+  }
+  ASSIGN_OR_RETURN(CheckpointStore::ReconcileResult result, checkpoints_->Reconcile(live));
+  if (result.deleted > 0) {
+    spdlog::info(
+        "checkpoints: deleted {} checkpoints and leases of streams that no longer exist (left by "
+        "a stream delete that a stop interrupted, or written while one ran)",
+        result.deleted);
+  }
+  if (result.stamped > 0) {
+    spdlog::info("checkpoints: recorded the stream incarnation in {} older checkpoints",
+                 result.stamped);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Broker>> Broker::Open(BrokerOptions options) {
   std::error_code ec;
   fs::create_directories(options.data_dir, ec);
@@ -108,6 +129,7 @@ absl::StatusOr<std::unique_ptr<Broker>> Broker::Open(BrokerOptions options) {
   ASSIGN_OR_RETURN(
       broker->checkpoints_,
       CheckpointStore::Open((fs::path(broker->options_.data_dir) / "checkpoints").string()));
+  RETURN_IF_ERROR(broker->ReconcileCheckpoints());
   broker->ScheduleRetention();
   return broker;
 }

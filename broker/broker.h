@@ -140,7 +140,15 @@ class Broker {
 
   Broker(BrokerOptions options, DirectoryLock lock);
   absl::Status LoadStreams();
+  // Deletes the checkpoints and leases of streams that are gone or of another incarnation (what
+  // a crash in the middle of DeleteStream leaves), and stamps older ones with their stream's.
+  absl::Status ReconcileCheckpoints();
   absl::StatusOr<std::shared_ptr<Stream>> FindStream(const std::string& name) const;
+  // The stream named `name` while it is `incarnation` (0: whichever stream has the name now);
+  // NOT_FOUND (ResourceNotFoundException) once that one was deleted, even when another of the
+  // same name replaced it.
+  absl::StatusOr<std::shared_ptr<Stream>> FindStream(const std::string& name,
+                                                     uint64_t incarnation) const;
   absl::StatusOr<ShardState*> FindShard(const Stream& stream, const std::string& shard_id) const;
   absl::Status UpdateRetention(const std::string& stream_name, int hours, bool increase);
   absl::Status SaveMetadata(const Stream& stream);

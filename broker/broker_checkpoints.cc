@@ -12,20 +12,23 @@ namespace runnel::broker {
 
 absl::StatusOr<v1::GetCheckpointResponse> Broker::GetCheckpoint(
     const v1::GetCheckpointRequest& request) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
   v1::GetCheckpointResponse response;
-  ASSIGN_OR_RETURN(
-      *response.mutable_checkpoint(),
-      checkpoints_->Get(request.consumer_name(), request.stream_name(), request.shard_id()));
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
+                   checkpoints_->Get(request.consumer_name(), request.stream_name(),
+                                     request.shard_id(), stream->incarnation));
   return response;
 }
 
 absl::StatusOr<v1::ListCheckpointsResponse> Broker::ListCheckpoints(
     const v1::ListCheckpointsRequest& request) {
-  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   v1::ListCheckpointsResponse response;
-  for (auto& checkpoint : checkpoints_->List(request.consumer_name(), request.stream_name())) {
+  for (auto& checkpoint :
+       checkpoints_->List(request.consumer_name(), request.stream_name(), stream->incarnation)) {
     *response.add_checkpoints() = std::move(checkpoint);
   }
   return response;
@@ -37,7 +40,8 @@ absl::StatusOr<v1::SetCheckpointResponse> Broker::SetCheckpoint(
     return ValidationError("consumerName", request.consumer_name(),
                            "Member must have length between 1 and 256");
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   ASSIGN_OR_RETURN(ShardState * shard, FindShard(*stream, request.shard_id()));
   if (request.has_position()) {
     if (!request.sequence_number().empty()) {
@@ -68,14 +72,18 @@ absl::StatusOr<v1::SetCheckpointResponse> Broker::SetCheckpoint(
     return absl::InvalidArgumentError(
         "InvalidArgumentException: set sequenceNumber, leaseOwner or both");
   }
+  // Written for the incarnation found, so its successor never reads it (also when a delete
+  // overtakes this write).
+  v1::SetCheckpointRequest stamped = request;
+  stamped.set_incarnation(stream->incarnation);
   v1::SetCheckpointResponse response;
-  ASSIGN_OR_RETURN(*response.mutable_checkpoint(), checkpoints_->Set(request, CheckpointClock()));
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(), checkpoints_->Set(stamped, CheckpointClock()));
   return response;
 }
 
 absl::StatusOr<v1::DeleteCheckpointsResponse> Broker::DeleteCheckpoints(
     const v1::DeleteCheckpointsRequest& request) {
-  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  RETURN_IF_ERROR(FindStream(request.stream_name(), request.incarnation()).status());
   v1::DeleteCheckpointsResponse response;
   ASSIGN_OR_RETURN(int deleted, checkpoints_->Delete(request.consumer_name(), request.stream_name(),
                                                      request.shard_id()));
@@ -108,39 +116,44 @@ absl::Time Broker::CheckpointClock() const {
 absl::StatusOr<v1::AcquireLeaseResponse> Broker::AcquireLease(
     const v1::AcquireLeaseRequest& request) {
   RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
   v1::AcquireLeaseResponse response;
-  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
-                   checkpoints_->AcquireLease(
-                       request.consumer_name(), request.stream_name(), request.shard_id(),
-                       request.owner(), DurationOf(request.lease_duration()), CheckpointClock()));
+  ASSIGN_OR_RETURN(
+      *response.mutable_checkpoint(),
+      checkpoints_->AcquireLease(request.consumer_name(), request.stream_name(), request.shard_id(),
+                                 request.owner(), DurationOf(request.lease_duration()),
+                                 CheckpointClock(), stream->incarnation));
   return response;
 }
 
 absl::StatusOr<v1::RenewLeaseResponse> Broker::RenewLease(const v1::RenewLeaseRequest& request) {
   RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
   v1::RenewLeaseResponse response;
-  ASSIGN_OR_RETURN(
-      *response.mutable_checkpoint(),
-      checkpoints_->RenewLease(request.consumer_name(), request.stream_name(), request.shard_id(),
-                               request.owner(), request.lease_epoch(),
-                               DurationOf(request.lease_duration()), CheckpointClock()));
+  ASSIGN_OR_RETURN(*response.mutable_checkpoint(),
+                   checkpoints_->RenewLease(
+                       request.consumer_name(), request.stream_name(), request.shard_id(),
+                       request.owner(), request.lease_epoch(), DurationOf(request.lease_duration()),
+                       CheckpointClock(), stream->incarnation));
   return response;
 }
 
 absl::StatusOr<v1::ReleaseLeaseResponse> Broker::ReleaseLease(
     const v1::ReleaseLeaseRequest& request) {
   RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.owner()));
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   RETURN_IF_ERROR(FindShard(*stream, request.shard_id()).status());
   v1::ReleaseLeaseResponse response;
   ASSIGN_OR_RETURN(
       *response.mutable_checkpoint(),
       checkpoints_->ReleaseLease(request.consumer_name(), request.stream_name(), request.shard_id(),
-                                 request.owner(), request.lease_epoch(), CheckpointClock()));
+                                 request.owner(), request.lease_epoch(), CheckpointClock(),
+                                 stream->incarnation));
   return response;
 }
 
@@ -149,10 +162,12 @@ absl::StatusOr<v1::ListLeasesResponse> Broker::ListLeases(const v1::ListLeasesRe
     return ValidationError("consumerName", request.consumer_name(),
                            "Member must have length between 1 and 256");
   }
-  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   const absl::Time now = CheckpointClock();
   v1::ListLeasesResponse response;
-  for (auto& checkpoint : checkpoints_->List(request.consumer_name(), request.stream_name())) {
+  for (auto& checkpoint :
+       checkpoints_->List(request.consumer_name(), request.stream_name(), stream->incarnation)) {
     *response.add_leases() = std::move(checkpoint);
   }
   for (auto& member : checkpoints_->Members(request.consumer_name(), request.stream_name(), now)) {
@@ -165,7 +180,7 @@ absl::StatusOr<v1::ListLeasesResponse> Broker::ListLeases(const v1::ListLeasesRe
 
 absl::StatusOr<v1::HeartbeatResponse> Broker::Heartbeat(const v1::HeartbeatRequest& request) {
   RETURN_IF_ERROR(CheckLeaseNames(request.consumer_name(), request.member().poller_id()));
-  RETURN_IF_ERROR(FindStream(request.stream_name()).status());
+  RETURN_IF_ERROR(FindStream(request.stream_name(), request.incarnation()).status());
   checkpoints_->Heartbeat(request.consumer_name(), request.stream_name(), request.member(),
                           DurationOf(request.ttl()), CheckpointClock());
   return v1::HeartbeatResponse();

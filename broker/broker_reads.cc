@@ -89,7 +89,8 @@ absl::StatusOr<uint64_t> Broker::ResolvePosition(const Stream& stream, ShardStat
 
 absl::StatusOr<v1::GetShardIteratorResponse> Broker::GetShardIterator(
     const v1::GetShardIteratorRequest& request) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   ASSIGN_OR_RETURN(ShardState * shard, FindShard(*stream, request.shard_id()));
   ASSIGN_OR_RETURN(uint64_t offset, ResolvePosition(*stream, *shard, request.shard_iterator_type(),
                                                     request.starting_sequence_number(),
@@ -348,7 +349,8 @@ class ShardSubscription : public Subscription {
 
 absl::StatusOr<std::unique_ptr<Subscription>> Broker::SubscribeToShard(
     const v1::SubscribeToShardRequest& request) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(request.stream_name()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream,
+                   FindStream(request.stream_name(), request.incarnation()));
   ASSIGN_OR_RETURN(ShardState * shard, FindShard(*stream, request.shard_id()));
   const auto& position = request.starting_position();
   ASSIGN_OR_RETURN(uint64_t offset,

@@ -137,6 +137,18 @@ absl::StatusOr<std::shared_ptr<Stream>> Broker::FindStream(const std::string& na
                                           " under account ", options_.account_id, " not found."));
 }
 
+absl::StatusOr<std::shared_ptr<Stream>> Broker::FindStream(const std::string& name,
+                                                           uint64_t incarnation) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(name));
+  if (incarnation != 0 && stream->incarnation != incarnation) {
+    return absl::NotFoundError(absl::StrCat(
+        "ResourceNotFoundException: Stream ", name, " under account ", options_.account_id,
+        " not found: incarnation ", incarnation,
+        " was deleted (the stream of that name now is incarnation ", stream->incarnation, ")"));
+  }
+  return stream;
+}
+
 absl::StatusOr<ShardState*> Broker::FindShard(const Stream& stream,
                                               const std::string& shard_id) const {
   uint32_t index;
@@ -177,6 +189,7 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
   stream->directory = scratch.string();
   std::random_device device;
   stream->incarnation = (static_cast<uint64_t>(device()) << 32) | device();
+  if (stream->incarnation == 0) stream->incarnation = 1;  // 0 means "any" in requests
   stream->creation_time_ms = NowMs();
   stream->fsync_policy = request.fsync_policy() == v1::FSYNC_POLICY_UNSPECIFIED
                              ? options_.default_fsync
@@ -272,6 +285,7 @@ absl::StatusOr<v1::ListStreamsResponse> Broker::ListStreams(const v1::ListStream
     summary->set_stream_arn(StreamArn(stream->name));
     summary->set_stream_status(v1::ACTIVE);
     *summary->mutable_stream_creation_timestamp() = MillisToProto(stream->creation_time_ms);
+    summary->set_incarnation(stream->incarnation);
   }
   return response;
 }
@@ -291,6 +305,7 @@ absl::StatusOr<v1::DescribeStreamSummaryResponse> Broker::DescribeStreamSummary(
   summary->set_fsync_policy(stream->fsync_policy);
   summary->set_enforce_throughput_limits(stream->enforce_throughput_limits ||
                                          options_.enforce_throughput_limits);
+  summary->set_incarnation(stream->incarnation);
   return response;
 }
 
@@ -299,6 +314,7 @@ absl::StatusOr<v1::ListShardsResponse> Broker::ListShards(const v1::ListShardsRe
   // stream beside it.
   std::string stream_name = request.stream_name();
   std::string after = request.exclusive_start_shard_id();
+  uint64_t incarnation = request.incarnation();
   if (!request.next_token().empty()) {
     if (!request.stream_name().empty() || !request.exclusive_start_shard_id().empty()) {
       return absl::InvalidArgumentError(
@@ -312,13 +328,20 @@ absl::StatusOr<v1::ListShardsResponse> Broker::ListShards(const v1::ListShardsRe
     }
     stream_name = token.stream_name;
     after = ShardIdFromIndex(token.shard_index);
+    // A token names one stream: the next page of a deleted one is not its successor's.
+    if (incarnation != 0 && incarnation != token.incarnation) {
+      return absl::InvalidArgumentError(
+          "InvalidArgumentException: NextToken belongs to another incarnation of the stream than "
+          "the one requested.");
+    }
+    incarnation = token.incarnation;
   }
   if (request.max_results() < 0 || request.max_results() > 10'000) {
     return ValidationError("maxResults", std::to_string(request.max_results()),
                            "Member must be between 1 and 10000");
   }
   const int max_results = request.max_results() == 0 ? 1000 : std::min(request.max_results(), 1000);
-  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(stream_name));
+  ASSIGN_OR_RETURN(std::shared_ptr<Stream> stream, FindStream(stream_name, incarnation));
   v1::ListShardsResponse response;
   for (const auto& shard : stream->shards) {
     if (!after.empty() && shard->id <= after) continue;

@@ -67,6 +67,11 @@ absl::Status LeaseConflict(const v1::Checkpoint& record, const std::string& cons
                    " since epoch ", record.lease_epoch()));
 }
 
+// Whether a stored record counts for `incarnation` (see "Stream identity" in the header).
+bool BelongsTo(const v1::Checkpoint& record, uint64_t incarnation) {
+  return incarnation == 0 || record.incarnation() == 0 || record.incarnation() == incarnation;
+}
+
 bool HeldBy(const v1::Checkpoint& record, const std::string& owner, int64_t epoch) {
   return !owner.empty() && record.lease_owner() == owner && record.lease_epoch() == epoch;
 }
@@ -227,10 +232,11 @@ void CheckpointStore::MaybeCompact() {
 
 absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& consumer,
                                                     const std::string& stream,
-                                                    const std::string& shard_id) const {
+                                                    const std::string& shard_id,
+                                                    uint64_t incarnation) const {
   absl::MutexLock lock(&mu_);
   auto it = checkpoints_.find(Key(consumer, stream, shard_id));
-  if (it == checkpoints_.end()) {
+  if (it == checkpoints_.end() || !BelongsTo(it->second, incarnation)) {
     return absl::NotFoundError(absl::StrCat("ResourceNotFoundException: consumer '", consumer,
                                             "' has no checkpoint for ", stream, "/", shard_id));
   }
@@ -238,12 +244,13 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& consumer,
 }
 
 std::vector<v1::Checkpoint> CheckpointStore::List(const std::string& consumer,
-                                                  const std::string& stream) const {
+                                                  const std::string& stream,
+                                                  uint64_t incarnation) const {
   std::vector<v1::Checkpoint> out;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [key, checkpoint] : checkpoints_) {
-      if (checkpoint.stream_name() == stream &&
+      if (checkpoint.stream_name() == stream && BelongsTo(checkpoint, incarnation) &&
           (consumer.empty() || checkpoint.consumer_name() == consumer)) {
         out.push_back(checkpoint);
       }
@@ -259,11 +266,8 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
                                                     absl::Time now) {
   absl::MutexLock lock(&mu_);
   const std::string key = Key(request.consumer_name(), request.stream_name(), request.shard_id());
-  v1::Checkpoint checkpoint;
-  if (auto it = checkpoints_.find(key); it != checkpoints_.end()) checkpoint = it->second;
-  checkpoint.set_consumer_name(request.consumer_name());
-  checkpoint.set_stream_name(request.stream_name());
-  checkpoint.set_shard_id(request.shard_id());
+  v1::Checkpoint checkpoint = Record(request.consumer_name(), request.stream_name(),
+                                     request.shard_id(), request.incarnation());
   if (!request.lease_owner().empty() && request.lease_epoch() != 0) {
     // A fenced write: only while the lease is still the writer's, and it leaves the lease be.
     if (!HeldBy(checkpoint, request.lease_owner(), request.lease_epoch())) {
@@ -299,14 +303,19 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
 }
 
 v1::Checkpoint CheckpointStore::Record(const std::string& consumer, const std::string& stream,
-                                       const std::string& shard_id) const {
-  if (auto it = checkpoints_.find(Key(consumer, stream, shard_id)); it != checkpoints_.end()) {
-    return it->second;
-  }
+                                       const std::string& shard_id, uint64_t incarnation) const {
   v1::Checkpoint checkpoint;
-  checkpoint.set_consumer_name(consumer);
-  checkpoint.set_stream_name(stream);
-  checkpoint.set_shard_id(shard_id);
+  if (auto it = checkpoints_.find(Key(consumer, stream, shard_id));
+      it != checkpoints_.end() && BelongsTo(it->second, incarnation)) {
+    checkpoint = it->second;
+  } else {
+    // Absent, or left by an earlier stream of the name: this incarnation starts afresh (no
+    // position, no lease, epoch 0).
+    checkpoint.set_consumer_name(consumer);
+    checkpoint.set_stream_name(stream);
+    checkpoint.set_shard_id(shard_id);
+  }
+  if (incarnation != 0) checkpoint.set_incarnation(incarnation);
   return checkpoint;
 }
 
@@ -321,10 +330,10 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Put(v1::Checkpoint checkpoint, a
 
 absl::StatusOr<v1::Checkpoint> CheckpointStore::AcquireLease(
     const std::string& consumer, const std::string& stream, const std::string& shard_id,
-    const std::string& owner, absl::Duration duration, absl::Time now) {
+    const std::string& owner, absl::Duration duration, absl::Time now, uint64_t incarnation) {
   if (owner.empty()) return absl::InvalidArgumentError("InvalidArgumentException: owner is empty");
   absl::MutexLock lock(&mu_);
-  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  v1::Checkpoint record = Record(consumer, stream, shard_id, incarnation);
   const bool live = !record.lease_owner().empty() && FromProto(record.lease_expiry()) > now;
   if (live && record.lease_owner() != owner) return LeaseConflict(record, consumer, shard_id);
   if (!live) {
@@ -337,23 +346,24 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::AcquireLease(
   return Put(std::move(record), now);
 }
 
-absl::StatusOr<v1::Checkpoint> CheckpointStore::RenewLease(
-    const std::string& consumer, const std::string& stream, const std::string& shard_id,
-    const std::string& owner, int64_t epoch, absl::Duration duration, absl::Time now) {
+absl::StatusOr<v1::Checkpoint> CheckpointStore::RenewLease(const std::string& consumer,
+                                                           const std::string& stream,
+                                                           const std::string& shard_id,
+                                                           const std::string& owner, int64_t epoch,
+                                                           absl::Duration duration, absl::Time now,
+                                                           uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
-  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  v1::Checkpoint record = Record(consumer, stream, shard_id, incarnation);
   if (!HeldBy(record, owner, epoch)) return LeaseConflict(record, consumer, shard_id);
   *record.mutable_lease_expiry() = ToProto(now + LeaseDurationOr(duration, kDefaultLeaseDuration));
   return Put(std::move(record), now);
 }
 
-absl::StatusOr<v1::Checkpoint> CheckpointStore::ReleaseLease(const std::string& consumer,
-                                                             const std::string& stream,
-                                                             const std::string& shard_id,
-                                                             const std::string& owner,
-                                                             int64_t epoch, absl::Time now) {
+absl::StatusOr<v1::Checkpoint> CheckpointStore::ReleaseLease(
+    const std::string& consumer, const std::string& stream, const std::string& shard_id,
+    const std::string& owner, int64_t epoch, absl::Time now, uint64_t incarnation) {
   absl::MutexLock lock(&mu_);
-  v1::Checkpoint record = Record(consumer, stream, shard_id);
+  v1::Checkpoint record = Record(consumer, stream, shard_id, incarnation);
   if (!HeldBy(record, owner, epoch)) return LeaseConflict(record, consumer, shard_id);
   record.clear_lease_owner();
   record.clear_lease_expiry();
@@ -414,6 +424,44 @@ absl::StatusOr<int> CheckpointStore::Delete(const std::string& consumer, const s
   for (const std::string& key : doomed) checkpoints_.erase(key);
   MaybeCompact();
   return static_cast<int>(doomed.size());
+}
+
+absl::StatusOr<CheckpointStore::ReconcileResult> CheckpointStore::Reconcile(
+    const absl::flat_hash_map<std::string, uint64_t>& live_streams) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> doomed;
+  std::vector<v1::Checkpoint> stamped;
+  for (const auto& [key, checkpoint] : checkpoints_) {
+    auto live = live_streams.find(checkpoint.stream_name());
+    if (live == live_streams.end() ||
+        (checkpoint.incarnation() != 0 && checkpoint.incarnation() != live->second)) {
+      doomed.push_back(key);
+    } else if (checkpoint.incarnation() == 0 && live->second != 0) {
+      stamped.push_back(checkpoint);
+      stamped.back().set_incarnation(live->second);
+    }
+  }
+  ReconcileResult result;
+  if (!doomed.empty()) {
+    std::vector<const v1::Checkpoint*> entries;
+    for (const std::string& key : doomed) entries.push_back(&checkpoints_[key]);
+    RETURN_IF_ERROR(AppendEntries(kDeleteEntry, entries));
+    for (const std::string& key : doomed) checkpoints_.erase(key);
+    result.deleted = static_cast<int>(doomed.size());
+  }
+  if (!stamped.empty()) {
+    // Rewritten as they were (update time included), with the incarnation added.
+    std::vector<const v1::Checkpoint*> entries;
+    for (const v1::Checkpoint& checkpoint : stamped) entries.push_back(&checkpoint);
+    RETURN_IF_ERROR(AppendEntries(kPutEntry, entries));
+    for (v1::Checkpoint& checkpoint : stamped) {
+      checkpoints_[Key(checkpoint.consumer_name(), checkpoint.stream_name(),
+                       checkpoint.shard_id())] = std::move(checkpoint);
+    }
+    result.stamped = static_cast<int>(stamped.size());
+  }
+  MaybeCompact();
+  return result;
 }
 
 }  // namespace runnel::broker

@@ -16,6 +16,15 @@
 // milliseconds and come back as fast after a restart; until then, owners of unexpired leases
 // count as members.
 //
+// Stream identity: every record carries the incarnation of the stream it was written for (see
+// proto/runnel/v1/broker.proto). Reads and lease operations name the stream's current
+// incarnation, and a record of another one is as absent (the next write replaces it), so that a
+// stream deleted and created again under its name never sees its predecessor's checkpoints or
+// leases, whatever a crash left behind. An incarnation of 0 in a call matches every record
+// (callers that do not track identity); a record of 0 (written before records carried it)
+// belongs to whichever stream has the name, and is stamped with that one's at its next write or
+// at Reconcile. Reconcile, run by the broker at start, deletes what belongs to no live stream.
+//
 // Thread-safe. Writes are serialised: the poller checkpoints at most a few times per second per
 // shard, so one fdatasync per write is cheaper than the complexity of group commit here.
 #pragma once
@@ -46,17 +55,19 @@ class CheckpointStore {
       const std::string& directory, const CheckpointStoreOptions& options);
   ~CheckpointStore();
 
-  // NOT_FOUND when the consumer has no checkpoint for the shard.
+  // NOT_FOUND when the consumer has no checkpoint for the shard (of that incarnation).
   absl::StatusOr<v1::Checkpoint> Get(const std::string& consumer, const std::string& stream,
-                                     const std::string& shard_id) const;
-  // Every checkpoint of `stream`, of one consumer or (consumer empty) all, ordered by
-  // consumer then shard.
-  std::vector<v1::Checkpoint> List(const std::string& consumer, const std::string& stream) const;
-  // Stores a position and/or takes a lease (see SetCheckpointRequest). FAILED_PRECONDITION when
-  // another owner holds an unexpired lease. Durable when it returns.
+                                     const std::string& shard_id, uint64_t incarnation = 0) const;
+  // Every checkpoint of `stream` (of that incarnation), of one consumer or (consumer empty) all,
+  // ordered by consumer then shard.
+  std::vector<v1::Checkpoint> List(const std::string& consumer, const std::string& stream,
+                                   uint64_t incarnation = 0) const;
+  // Stores a position and/or takes a lease (see SetCheckpointRequest) for the request's
+  // incarnation (a record of another one is replaced). FAILED_PRECONDITION when another owner
+  // holds an unexpired lease. Durable when it returns.
   absl::StatusOr<v1::Checkpoint> Set(const v1::SetCheckpointRequest& request, absl::Time now);
   // Deletes one shard's checkpoint, or all of the stream's (shard empty) for one consumer, or
-  // for every consumer (consumer empty). Returns how many were deleted.
+  // for every consumer (consumer empty), of every incarnation. Returns how many were deleted.
   absl::StatusOr<int> Delete(const std::string& consumer, const std::string& stream,
                              const std::string& shard_id);
 
@@ -69,22 +80,37 @@ class CheckpointStore {
   absl::StatusOr<v1::Checkpoint> AcquireLease(const std::string& consumer,
                                               const std::string& stream,
                                               const std::string& shard_id, const std::string& owner,
-                                              absl::Duration duration, absl::Time now);
+                                              absl::Duration duration, absl::Time now,
+                                              uint64_t incarnation = 0);
   // Extends the lease to now + duration while it is still (owner, epoch), expired or not.
   absl::StatusOr<v1::Checkpoint> RenewLease(const std::string& consumer, const std::string& stream,
                                             const std::string& shard_id, const std::string& owner,
-                                            int64_t epoch, absl::Duration duration, absl::Time now);
+                                            int64_t epoch, absl::Duration duration, absl::Time now,
+                                            uint64_t incarnation = 0);
   // Frees the lease at once (the epoch stays; the next owner gets the one after it).
   absl::StatusOr<v1::Checkpoint> ReleaseLease(const std::string& consumer,
                                               const std::string& stream,
                                               const std::string& shard_id, const std::string& owner,
-                                              int64_t epoch, absl::Time now);
+                                              int64_t epoch, absl::Time now,
+                                              uint64_t incarnation = 0);
   // A poller's heartbeat for a consumer: a member until now + ttl (ttl <= 0: leaves at once).
   void Heartbeat(const std::string& consumer, const std::string& stream,
                  const v1::PollerMember& member, absl::Duration ttl, absl::Time now);
   // The unexpired heartbeats of a consumer, by poller id.
   std::vector<v1::PollerMember> Members(const std::string& consumer, const std::string& stream,
                                         absl::Time now) const;
+
+  // Brings the records in line with the streams that exist, given by name with their current
+  // incarnation: deletes (durably) every record of a stream that is not there or is another
+  // incarnation (a DeleteStream interrupted between moving the stream away and deleting its
+  // checkpoints leaves such records), and stamps records without an incarnation with their
+  // stream's.
+  struct ReconcileResult {
+    int deleted = 0;
+    int stamped = 0;
+  };
+  absl::StatusOr<ReconcileResult> Reconcile(
+      const absl::flat_hash_map<std::string, uint64_t>& live_streams);
 
   // What the replay at Open found besides whole entries.
   struct Recovery {
@@ -109,9 +135,11 @@ class CheckpointStore {
   // Stores `checkpoint` (durably) under its key and returns it.
   absl::StatusOr<v1::Checkpoint> Put(v1::Checkpoint checkpoint, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The stored record of a key, or a fresh one naming it.
+  // The stored record of a key if it belongs to `incarnation`, or a fresh one naming it; stamped
+  // with `incarnation` (unless 0).
   v1::Checkpoint Record(const std::string& consumer, const std::string& stream,
-                        const std::string& shard_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                        const std::string& shard_id, uint64_t incarnation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string directory_;
   const std::string path_;

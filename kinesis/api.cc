@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/nesting_depth.h"
@@ -22,6 +24,29 @@
 namespace runnel::kinesis {
 
 using google::protobuf::util::TimeUtil;
+
+namespace {
+
+// Whether a StreamCreationTimestamp a client sent names the stream created at `created`: to the
+// millisecond (what runnel answers), or to the second when the client sent whole seconds (a
+// timestamp typed by hand, or shortened by a tool).
+bool SameCreation(const google::protobuf::Timestamp& created, int64_t given_ms) {
+  const int64_t created_ms = TimeUtil::TimestampToMilliseconds(created);
+  if (given_ms == created_ms) return true;
+  return given_ms % 1000 == 0 && given_ms / 1000 == created_ms / 1000;
+}
+
+std::string FormatMillis(int64_t ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(ms), absl::UTCTimeZone());
+}
+
+// The account of an ARN arn:aws:kinesis:<region>:<account>:stream/<name>.
+std::string AccountOf(const std::string& arn) {
+  std::vector<std::string> parts = absl::StrSplit(arn, ':');
+  return parts.size() > 4 ? parts[4] : "";
+}
+
+}  // namespace
 
 // StreamName, or the name inside StreamARN (the two must agree when both are set).
 absl::StatusOr<std::string> KinesisApi::Impl::StreamName(Reader& in, bool name_only) {
@@ -170,6 +195,8 @@ absl::StatusOr<Json> KinesisApi::Impl::DescribeStream(Reader& in) {
   request.set_exclusive_start_shard_id(in.String("ExclusiveStartShardId"));
   RETURN_IF_ERROR(in.status());
   ASSIGN_OR_RETURN(auto summary, Summary(name));
+  // The shards of the stream just described, not of one created under its name since.
+  request.set_incarnation(summary.incarnation());
   ASSIGN_OR_RETURN(auto shards, broker->ListShards(request));
   Json out = SummaryJson(summary, in.format());
   out.erase("ConsumerCount");  // not a member of StreamDescription
@@ -192,7 +219,9 @@ absl::StatusOr<Json> KinesisApi::Impl::ListShards(Reader& in) {
   }
   request.set_exclusive_start_shard_id(in.String("ExclusiveStartShardId"));
   request.set_max_results(static_cast<int>(in.Int("MaxResults", 0, 1, 10000)));
-  (void)in.TimestampMs("StreamCreationTimestamp");  // names one stream; runnel has one per name
+  // Tells apart streams that had the same name (one deleted, another created): only the one
+  // created then is listed.
+  const std::optional<int64_t> created_ms = in.TimestampMs("StreamCreationTimestamp");
   if (const Json* filter = in.Object("ShardFilter")) {
     // Every runnel shard is open and a child of none: each filter type selects them all.
     Reader filter_in(filter, in.format());
@@ -212,6 +241,22 @@ absl::StatusOr<Json> KinesisApi::Impl::ListShards(Reader& in) {
     if (type == "AFTER_SHARD_ID") request.set_exclusive_start_shard_id(filter_in.String("ShardId"));
   }
   RETURN_IF_ERROR(in.status());
+  if (created_ms.has_value()) {
+    if (!request.next_token().empty()) {
+      return KinesisStatus("InvalidArgumentException",
+                           "NextToken and StreamCreationTimestamp cannot be provided together.");
+    }
+    ASSIGN_OR_RETURN(auto summary, Summary(request.stream_name()));
+    if (!SameCreation(summary.stream_creation_timestamp(), *created_ms)) {
+      return absl::NotFoundError(absl::StrCat(
+          "ResourceNotFoundException: Stream ", request.stream_name(), " under account ",
+          AccountOf(summary.stream_arn()), " created at ", FormatMillis(*created_ms),
+          " not found (the stream of that name was created at ",
+          FormatMillis(TimeUtil::TimestampToMilliseconds(summary.stream_creation_timestamp())),
+          ")."));
+    }
+    request.set_incarnation(summary.incarnation());
+  }
   ASSIGN_OR_RETURN(auto response, broker->ListShards(request));
   Json shards = Json::array();
   for (const auto& shard : response.shards()) shards.push_back(ShardJson(shard));

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
@@ -231,6 +232,45 @@ TEST_F(KinesisApiTest, ShapeErrorsHaveKinesisNames) {
   ExpectJsonError("FlyToTheMoon", "{}", "UnknownOperationException");
   ExpectJsonError("UpdateShardCount", R"({"StreamName":"s","TargetShardCount":2})",
                   "InvalidArgumentException", "resharding");
+}
+
+// StreamCreationTimestamp tells apart a deleted stream from a new one of the same name: ListShards
+// answers only for the stream created then (AWS: ResourceNotFoundException otherwise).
+TEST_F(KinesisApiTest, ListShardsHonoursStreamCreationTimestamp) {
+  CallJson("CreateStream", {{"StreamName", "s"}, {"ShardCount", 2}});
+  auto created = [&] {
+    return CallJson("DescribeStreamSummary",
+                    {{"StreamName", "s"}})["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+        .get<double>();
+  };
+  const double first = created();
+  EXPECT_EQ(
+      CallJson("ListShards", {{"StreamName", "s"}, {"StreamCreationTimestamp", first}})["Shards"]
+          .size(),
+      2u);
+  CallJson("DeleteStream", {{"StreamName", "s"}});
+  // The successor must be created in a later millisecond to be told apart by its timestamp.
+  ASSERT_TRUE(runnel::testing::WaitFor(
+      [&] { return absl::ToUnixMillis(absl::Now()) > std::llround(first * 1000) + 1; },
+      absl::Seconds(1)));
+  CallJson("CreateStream", {{"StreamName", "s"}, {"ShardCount", 1}});
+  const double second = created();
+  ASSERT_NE(first, second);
+  ExpectJsonError("ListShards",
+                  Json({{"StreamName", "s"}, {"StreamCreationTimestamp", first}}).dump(),
+                  "ResourceNotFoundException", "Stream s under account 000000000000 created at");
+  EXPECT_EQ(
+      CallJson("ListShards", {{"StreamName", "s"}, {"StreamCreationTimestamp", second}})["Shards"]
+          .size(),
+      1u);
+  // Whole seconds (as typed by hand) name the stream created within that second.
+  EXPECT_EQ(CallJson("ListShards", {{"StreamName", "s"},
+                                    {"StreamCreationTimestamp", std::floor(second)}})["Shards"]
+                .size(),
+            1u);
+  ExpectJsonError("ListShards",
+                  Json({{"NextToken", "x"}, {"StreamCreationTimestamp", second}}).dump(),
+                  "InvalidArgumentException", "NextToken and StreamCreationTimestamp");
 }
 
 // Deep bodies overflowed the recursive decoders' stack (a SIGSEGV of the whole broker); they
