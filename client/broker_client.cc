@@ -116,6 +116,12 @@ absl::StatusOr<v1::ListShardsResponse> BrokerClient::ListShards(
 
 absl::StatusOr<std::vector<v1::Shard>> BrokerClient::ListAllShards(const std::string& stream,
                                                                    CallOptions options) {
+  return ListAllShards(stream, 0, options);
+}
+
+absl::StatusOr<std::vector<v1::Shard>> BrokerClient::ListAllShards(const std::string& stream,
+                                                                   uint64_t incarnation,
+                                                                   CallOptions options) {
   std::vector<v1::Shard> shards;
   std::string next_token;
   do {
@@ -123,6 +129,7 @@ absl::StatusOr<std::vector<v1::Shard>> BrokerClient::ListAllShards(const std::st
     v1::ListShardsRequest request;
     if (next_token.empty()) {
       request.set_stream_name(stream);
+      request.set_incarnation(incarnation);
     } else {
       request.set_next_token(next_token);
     }

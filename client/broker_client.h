@@ -98,9 +98,12 @@ class BrokerClient {
                                                                      CallOptions options = {});
   absl::StatusOr<v1::ListShardsResponse> ListShards(const v1::ListShardsRequest& request,
                                                     CallOptions options = {});
-  // Every shard of `stream`, following next_token across pages; each page's call gets the
-  // options' timeout.
+  // Every shard of `stream` (of `incarnation`, unless 0), following next_token across pages;
+  // each page's call gets the options' timeout.
   absl::StatusOr<std::vector<v1::Shard>> ListAllShards(const std::string& stream,
+                                                       CallOptions options = {});
+  absl::StatusOr<std::vector<v1::Shard>> ListAllShards(const std::string& stream,
+                                                       uint64_t incarnation,
                                                        CallOptions options = {});
   absl::StatusOr<v1::IncreaseStreamRetentionPeriodResponse> IncreaseStreamRetentionPeriod(
       const v1::IncreaseStreamRetentionPeriodRequest& request, CallOptions options = {});

@@ -55,13 +55,17 @@ void AppendChildren(const google::protobuf::RepeatedPtrField<v1::ChildShard>& ch
 class PollingSource : public RecordSource {
  public:
   PollingSource(std::shared_ptr<client::BrokerClient> broker, std::string stream,
-                std::string shard_id)
-      : broker_(std::move(broker)), stream_(std::move(stream)), shard_id_(std::move(shard_id)) {}
+                uint64_t incarnation, std::string shard_id)
+      : broker_(std::move(broker)),
+        stream_(std::move(stream)),
+        incarnation_(incarnation),
+        shard_id_(std::move(shard_id)) {}
 
   absl::Status Seek(const StreamPosition& position) override {
     iterator_.clear();
     v1::GetShardIteratorRequest request;
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id_);
     request.set_shard_iterator_type(ShardIteratorTypeOf(position.kind));
     request.set_starting_sequence_number(position.sequence_number);
@@ -100,7 +104,9 @@ class PollingSource : public RecordSource {
  private:
   const std::shared_ptr<client::BrokerClient> broker_;
   const std::string stream_;
+  const uint64_t incarnation_;
   const std::string shard_id_;
+  // Carries the incarnation too: GetRecords of a deleted stream is NOT_FOUND.
   std::string iterator_;  // "" : not positioned
   client::CallCanceller canceller_;
 };
@@ -108,12 +114,13 @@ class PollingSource : public RecordSource {
 class FanOutSource : public RecordSource {
  public:
   FanOutSource(std::shared_ptr<client::BrokerClient> broker, std::string stream,
-               std::string shard_id, std::string consumer_name)
+               uint64_t incarnation, std::string shard_id, std::string consumer_name)
       : broker_(broker),
         stream_(stream),
+        incarnation_(incarnation),
         shard_id_(shard_id),
         consumer_name_(std::move(consumer_name)),
-        polling_(std::move(broker), std::move(stream), std::move(shard_id)) {}
+        polling_(std::move(broker), std::move(stream), incarnation, std::move(shard_id)) {}
 
   absl::Status Seek(const StreamPosition& position) override {
     subscription_.reset();
@@ -138,6 +145,8 @@ class FanOutSource : public RecordSource {
       absl::Status status = subscription_->Finish();
       subscription_.reset();
       if (canceller_.cancelled()) return absl::CancelledError("SubscribeToShard: cancelled");
+      // The stream is gone: the reader hands that to its mapping, which says so once.
+      if (absl::IsNotFound(status)) return client::WithContext(status, "SubscribeToShard");
       if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
         spdlog::warn("subscription ended ({}); polling until caught up",
                      std::string(status.message()));
@@ -165,6 +174,7 @@ class FanOutSource : public RecordSource {
   void Subscribe() {
     v1::SubscribeToShardRequest request;
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id_);
     request.set_consumer_name(consumer_name_);
     request.mutable_starting_position()->set_type(v1::AFTER_SEQUENCE_NUMBER);
@@ -176,6 +186,7 @@ class FanOutSource : public RecordSource {
 
   const std::shared_ptr<client::BrokerClient> broker_;
   const std::string stream_;
+  const uint64_t incarnation_;
   const std::string shard_id_;
   const std::string consumer_name_;
   PollingSource polling_;
@@ -193,14 +204,14 @@ class BrokerStreamSource : public StreamSource {
         consumer_(consumer),
         consumer_name_(std::move(consumer_name)) {}
 
-  absl::StatusOr<std::string> StreamArn() override {
+  absl::StatusOr<StreamIdentity> Describe() override {
     auto summary = broker_->DescribeStreamSummary(stream_);
     if (!summary.ok()) return summary.status();
-    return summary->stream_arn();
+    return StreamIdentity{summary->stream_arn(), summary->incarnation()};
   }
 
-  absl::StatusOr<std::vector<SourceShard>> ListShards() override {
-    auto shards = broker_->ListAllShards(stream_);
+  absl::StatusOr<std::vector<SourceShard>> ListShards(uint64_t incarnation) override {
+    auto shards = broker_->ListAllShards(stream_, incarnation);
     if (!shards.ok()) return shards.status();
     std::vector<SourceShard> out;
     out.reserve(shards->size());
@@ -210,11 +221,12 @@ class BrokerStreamSource : public StreamSource {
     return out;
   }
 
-  std::unique_ptr<RecordSource> OpenShard(const std::string& shard_id) override {
+  std::unique_ptr<RecordSource> OpenShard(const std::string& shard_id,
+                                          uint64_t incarnation) override {
     if (consumer_ == ConsumerType::kFanOut) {
-      return MakeFanOutSource(broker_, stream_, shard_id, consumer_name_);
+      return MakeFanOutSource(broker_, stream_, incarnation, shard_id, consumer_name_);
     }
-    return MakePollingSource(broker_, stream_, shard_id);
+    return MakePollingSource(broker_, stream_, incarnation, shard_id);
   }
 
  private:
@@ -234,15 +246,17 @@ std::unique_ptr<StreamSource> MakeBrokerStreamSource(std::shared_ptr<client::Bro
 }
 
 std::unique_ptr<RecordSource> MakePollingSource(std::shared_ptr<client::BrokerClient> broker,
-                                                std::string stream, std::string shard_id) {
-  return std::make_unique<PollingSource>(std::move(broker), std::move(stream), std::move(shard_id));
+                                                std::string stream, uint64_t incarnation,
+                                                std::string shard_id) {
+  return std::make_unique<PollingSource>(std::move(broker), std::move(stream), incarnation,
+                                         std::move(shard_id));
 }
 
 std::unique_ptr<RecordSource> MakeFanOutSource(std::shared_ptr<client::BrokerClient> broker,
-                                               std::string stream, std::string shard_id,
-                                               std::string consumer_name) {
-  return std::make_unique<FanOutSource>(std::move(broker), std::move(stream), std::move(shard_id),
-                                        std::move(consumer_name));
+                                               std::string stream, uint64_t incarnation,
+                                               std::string shard_id, std::string consumer_name) {
+  return std::make_unique<FanOutSource>(std::move(broker), std::move(stream), incarnation,
+                                        std::move(shard_id), std::move(consumer_name));
 }
 
 }  // namespace runnel::poller

@@ -29,13 +29,15 @@ std::unique_ptr<StreamSource> MakeBrokerStreamSource(std::shared_ptr<client::Bro
 // `position`, which the broker resolves the same way).
 v1::ShardIteratorType ShardIteratorTypeOf(StreamPosition::Kind kind);
 
-// One shard read by long-poll GetRecords.
+// One shard of the stream of `incarnation` (0: whichever has the name) read by long-poll
+// GetRecords.
 std::unique_ptr<RecordSource> MakePollingSource(std::shared_ptr<client::BrokerClient> broker,
-                                                std::string stream, std::string shard_id);
+                                                std::string stream, uint64_t incarnation,
+                                                std::string shard_id);
 
 // One shard read by polling until caught up, then SubscribeToShard.
 std::unique_ptr<RecordSource> MakeFanOutSource(std::shared_ptr<client::BrokerClient> broker,
-                                               std::string stream, std::string shard_id,
-                                               std::string consumer_name);
+                                               std::string stream, uint64_t incarnation,
+                                               std::string shard_id, std::string consumer_name);
 
 }  // namespace runnel::poller

@@ -1,5 +1,7 @@
 #include "poller/checkpoint_client.h"
 
+#include <atomic>
+
 #include "client/broker_client.h"
 #include "google/protobuf/util/time_util.h"
 #include "poller/broker_record_source.h"
@@ -43,10 +45,13 @@ class BrokerCheckpointClient : public CheckpointClient {
         consumer_name_(std::move(consumer_name)),
         stream_(std::move(stream)) {}
 
+  void SetStreamIncarnation(uint64_t incarnation) override { incarnation_ = incarnation; }
+
   absl::StatusOr<std::vector<StoredCheckpoint>> ListCheckpoints() override {
     v1::ListCheckpointsRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     auto response = broker_->ListCheckpoints(request);
     if (!response.ok()) return response.status();
     std::vector<StoredCheckpoint> out;
@@ -60,6 +65,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::GetCheckpointRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id);
     auto response = broker_->GetCheckpoint(request);
     if (!response.ok()) return response.status();
@@ -97,6 +103,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::AcquireLeaseRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id);
     request.set_owner(owner);
     *request.mutable_lease_duration() = ToProto(duration);
@@ -122,6 +129,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::ListLeasesRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     auto response = broker_->ListLeases(request, {.timeout = absl::Seconds(5)});
     if (!response.ok()) return response.status();
     LeaseTable table;
@@ -140,6 +148,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::HeartbeatRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.mutable_member()->set_poller_id(member.id);
     request.mutable_member()->set_host(member.host);
     request.mutable_member()->set_pid(member.pid);
@@ -154,6 +163,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     LeaseRequestProto request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(lease.shard_id);
     request.set_owner(lease.owner);
     request.set_lease_epoch(lease.epoch);
@@ -164,6 +174,7 @@ class BrokerCheckpointClient : public CheckpointClient {
     v1::SetCheckpointRequest request;
     request.set_consumer_name(consumer_name_);
     request.set_stream_name(stream_);
+    request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id);
     return request;
   }
@@ -171,6 +182,7 @@ class BrokerCheckpointClient : public CheckpointClient {
   const std::shared_ptr<client::BrokerClient> broker_;
   const std::string consumer_name_;
   const std::string stream_;
+  std::atomic<uint64_t> incarnation_{0};
 };
 
 }  // namespace

@@ -10,6 +10,11 @@
 // longer the shard's current one, so that a poller that lost a shard cannot move its
 // checkpoint.
 //
+// Checkpoints and leases belong to one incarnation of the stream (see StreamIdentity in
+// poller/record_source.h): every call names the one set by SetStreamIncarnation, and fails
+// NOT_FOUND once that stream is gone, also when another of the same name replaced it; the
+// checkpoints of an earlier stream of the name are never returned.
+//
 // Implementations are thread-safe: the runner's checkpoint writer and its start-up call them
 // from different threads.
 #pragma once
@@ -64,6 +69,9 @@ struct LeaseTable {
 class CheckpointClient {
  public:
   virtual ~CheckpointClient() = default;
+
+  // The stream incarnation later calls name (0, the default: whichever stream has the name).
+  virtual void SetStreamIncarnation(uint64_t incarnation) = 0;
 
   // Every stored checkpoint of the mapping on its stream (shards without one are absent).
   virtual absl::StatusOr<std::vector<StoredCheckpoint>> ListCheckpoints() = 0;

@@ -41,7 +41,8 @@ std::string DefaultPollerId() {
 
 ShardConsumer::ShardConsumer(const LaneContext& lane_context, const FilterSet* filters,
                              std::unique_ptr<RecordSource> source, std::string checkpoint,
-                             ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved)
+                             ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved,
+                             std::function<void()> stream_missing)
     : lane_context_(lane_context),
       progress_(lane_context.shard_id, checkpoint, lane_context.spec->parallelization_factor,
                 read_ahead, std::move(checkpoint_moved)),
@@ -57,7 +58,8 @@ ShardConsumer::ShardConsumer(const LaneContext& lane_context, const FilterSet* f
     lanes.push_back(lanes_.back().get());
   }
   reader_ = std::make_unique<ShardReader>(&spec, std::move(source), std::move(checkpoint), filters,
-                                          std::move(lanes), &progress_, lane_context_.metrics);
+                                          std::move(lanes), &progress_, lane_context_.metrics,
+                                          std::move(stream_missing));
 }
 
 void ShardConsumer::Start() {
@@ -106,8 +108,13 @@ absl::Status MappingRunner::Impl::Init() {
   for (const FilterSpec& filter : spec.filters) patterns.push_back(filter.pattern_json);
   ASSIGN_OR_RETURN(filters_, FilterSet::Compile(patterns));
   ASSIGN_OR_RETURN(destination_, MakeFailureDestination(spec.on_failure, options_.broker));
-  ASSIGN_OR_RETURN(stream_arn_, source_->StreamArn());
-  ASSIGN_OR_RETURN(std::vector<SourceShard> shards, source_->ListShards());
+  // The stream as it is now: everything later names this incarnation of it, so that a stream
+  // deleted and created again under its name is noticed, not read as if it were the old one.
+  ASSIGN_OR_RETURN(StreamIdentity identity, source_->Describe());
+  stream_arn_ = identity.arn;
+  incarnation_ = identity.incarnation;
+  checkpoints_->SetStreamIncarnation(identity.incarnation);
+  ASSIGN_OR_RETURN(std::vector<SourceShard> shards, source_->ListShards(identity.incarnation));
   for (const SourceShard& shard : shards) shard_ids_.push_back(shard.shard_id);
   // A broker that cannot keep leases cannot share shards: fail here, not in the first round.
   RETURN_IF_ERROR(checkpoints_->ListLeases().status());
@@ -174,6 +181,12 @@ bool MappingRunner::Impl::WriteCheckpoint(const std::shared_ptr<OwnedShard>& sha
   if (status.ok()) {
     consumer.progress().CheckpointWritten(version);
     consumer.metrics().Checkpointed(sequence_number);
+    return true;
+  }
+  if (absl::IsNotFound(status)) {
+    // The stream is gone: no retry can store this; the lease thread says so and stops the shard.
+    consumer.progress().NoteError(absl::StrCat("SetCheckpoint: ", status.message()));
+    NoteStreamMissing();
     return true;
   }
   ScopedLogTags shard_tag{{kTagShard, shard->shard_id}};

@@ -1,6 +1,7 @@
 // What the mapping runner's files share (poller/mapping_runner.cc: start-up, checkpoints,
-// stop and status; mapping_runner_leases.cc: the lease thread): the runner's parts and its Impl.
-// Private to poller/.
+// stop and status; mapping_runner_leases.cc: the lease thread; mapping_runner_stream.cc: the
+// stream's identity, deletion and re-creation): the runner's parts and its Impl. Private to
+// poller/.
 #pragma once
 
 #include <unistd.h>
@@ -30,9 +31,11 @@ namespace runnel::poller {
 // One shard of the mapping: its progress, its lanes and its reader, and their threads.
 class ShardConsumer {
  public:
+  // `stream_missing`: the reader's source answered NOT_FOUND (see ShardReader).
   ShardConsumer(const LaneContext& lane_context, const FilterSet* filters,
                 std::unique_ptr<RecordSource> source, std::string checkpoint,
-                ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved);
+                ReadAheadLimit read_ahead, std::function<void()> checkpoint_moved,
+                std::function<void()> stream_missing);
 
   void Start();
   // Stops reading; the lanes finish the records already read (see Lane::Run), except batches
@@ -151,6 +154,10 @@ class MappingRunner::Impl {
   void Shed(const std::shared_ptr<OwnedShard>& shard);
   // The lease is gone: stop the shard at once; what still finishes is not checkpointed.
   void Lose(const std::shared_ptr<OwnedShard>& shard, const std::string& why);
+  // Stops the shard at once (what Lose does, without a word): invocations already running
+  // finish, nothing more is checkpointed or dead-lettered for it. False when it was stopped
+  // already.
+  bool Abandon(const std::shared_ptr<OwnedShard>& shard);
   // The lease was not renewed before its local deadline: stop the shard at once, then ask the
   // broker with one fenced write whether the lease is still this poller's (it then keeps what
   // was done) or another's (the refusal names the new owner).
@@ -160,6 +167,17 @@ class MappingRunner::Impl {
   void UpdateHeldGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Checked by the lanes before each dead letter (LaneContext::before_dead_letter).
   absl::Status CheckLease(OwnedShard* shard);
+
+  // The stream's identity (mapping_runner_stream.cc). A call answered NOT_FOUND: the lease
+  // thread checks the stream at once.
+  void NoteStreamMissing();
+  // At the start of each lease round: when asked to (or while the stream is gone, about once a
+  // second), describes the stream. Deleted: says so once, stops every shard, and waits. Created
+  // again (another incarnation): says so, and the round goes on with the new stream, whose
+  // shards start at the mapping's starting position. False while there is no stream to consume.
+  bool CheckStream();
+  void StreamDeleted();
+  bool StreamRecreated(const StreamIdentity& identity);
   absl::Duration ScanInterval() const {
     return std::min(options_.lease_duration / 5, absl::Milliseconds(500));
   }
@@ -175,6 +193,9 @@ class MappingRunner::Impl {
   std::shared_ptr<StreamSource> source_;
   std::shared_ptr<CheckpointClient> checkpoints_;
   std::string stream_arn_;
+  // The incarnation of the stream consumed (or last consumed, while it is gone): set by Init,
+  // then only on the lease thread.
+  std::atomic<uint64_t> incarnation_{0};
   const std::string mapping_id_ = options_.spec.Id();
   FilterSet filters_;
   std::unique_ptr<FailureDestination> destination_;  // null: none configured
@@ -184,9 +205,12 @@ class MappingRunner::Impl {
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<OwnedShard>> shards_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;     // the checkpoint writer ends
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;     // no more takes or sheds
-  bool leases_done_ ABSL_GUARDED_BY(mu_) = false;  // the lease thread ends
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;       // the checkpoint writer ends
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;       // no more takes or sheds
+  bool leases_done_ ABSL_GUARDED_BY(mu_) = false;    // the lease thread ends
+  bool stream_check_ ABSL_GUARDED_BY(mu_) = false;   // a NOT_FOUND came back: check the stream
+  bool stream_gone_ ABSL_GUARDED_BY(mu_) = false;    // waiting for a stream of the name
+  absl::Time next_describe_ = absl::InfinitePast();  // lease thread only
   bool stopped_ = false;
   absl::Mutex write_mu_;
   // Serialises lease rounds (the first runs in Start, the others on the lease thread).

@@ -14,8 +14,10 @@ void MappingRunner::Impl::LeaseLoop() {
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
-      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leases_done_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&done), ScanInterval())) return;
+      // A NOT_FOUND somewhere starts the next round at once: it checks the stream.
+      auto done = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return leases_done_ || stream_check_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&done), ScanInterval()) && leases_done_) return;
     }
     LeaseRound();
   }
@@ -45,6 +47,7 @@ void MappingRunner::Impl::Renew(const std::shared_ptr<OwnedShard>& shard) {
     Lose(shard, absl::StrCat("the renewal was refused: ", renewed.status().message()));
     return;
   }
+  if (absl::IsNotFound(renewed.status())) return NoteStreamMissing();
   // Retried next round; the local deadline stops the shard if no renewal gets through in time.
   spdlog::warn("lease renewal failed ({}); retrying", std::string(renewed.status().message()));
 }
@@ -52,15 +55,19 @@ void MappingRunner::Impl::Renew(const std::shared_ptr<OwnedShard>& shard) {
 void MappingRunner::Impl::LeaseRound() {
   absl::MutexLock round(&round_mu_);
   Reap();
+  if (!CheckStream()) return;
   bool draining;
   {
     absl::MutexLock lock(&mu_);
     draining = draining_;
   }
   if (!draining) {
-    if (absl::Status status = checkpoints_->Heartbeat(member_, HeartbeatTtl());
-        !status.ok() && absl::Now() - last_list_error_log_ > absl::Seconds(10)) {
-      spdlog::warn("heartbeat failed: {}", std::string(status.message()));
+    if (absl::Status status = checkpoints_->Heartbeat(member_, HeartbeatTtl()); !status.ok()) {
+      if (absl::IsNotFound(status)) {
+        NoteStreamMissing();
+      } else if (absl::Now() - last_list_error_log_ > absl::Seconds(10)) {
+        spdlog::warn("heartbeat failed: {}", std::string(status.message()));
+      }
     }
   }
   // Renewals first, and the local deadlines: a lease that could not be renewed in time may be
@@ -85,6 +92,7 @@ void MappingRunner::Impl::LeaseRound() {
   if (draining) return;
   auto table = checkpoints_->ListLeases();
   if (!table.ok()) {
+    if (absl::IsNotFound(table.status())) return NoteStreamMissing();
     if (absl::Now() - last_list_error_log_ > absl::Seconds(10)) {
       last_list_error_log_ = absl::Now();
       spdlog::warn("cannot read the lease table: {}", std::string(table.status().message()));
@@ -140,6 +148,7 @@ void MappingRunner::Impl::Take(const std::string& shard_id, const std::string& p
   auto taken = checkpoints_->TakeLease(shard_id, member_.id, options_.lease_duration);
   if (!taken.ok()) {
     // Another poller was faster, or the broker is away: the next round sees.
+    if (absl::IsNotFound(taken.status())) return NoteStreamMissing();
     if (!absl::IsFailedPrecondition(taken.status())) {
       spdlog::warn("cannot take the lease: {}", std::string(taken.status().message()));
     }
@@ -157,6 +166,7 @@ void MappingRunner::Impl::Take(const std::string& shard_id, const std::string& p
     // so that a stop and start before the first record is done resumes there instead of
     // resolving LATEST again and skipping what was put meanwhile.
     auto pinned = PinStartingPosition(shard_id);
+    if (absl::IsNotFound(pinned.status())) return NoteStreamMissing();
     if (!pinned.ok()) {
       spdlog::warn("cannot store the starting position ({}); giving the lease back",
                    std::string(pinned.status().message()));
@@ -171,8 +181,9 @@ void MappingRunner::Impl::Take(const std::string& shard_id, const std::string& p
   OwnedShard* raw = shard.get();
   context.before_dead_letter = [this, raw] { return CheckLease(raw); };
   shard->consumer = std::make_unique<ShardConsumer>(
-      context, &filters_, source_->OpenShard(shard_id), checkpoint,
-      LaneReadAhead(options_.spec, options_.read_ahead_batches), [this] { CheckpointMoved(); });
+      context, &filters_, source_->OpenShard(shard_id, incarnation_), checkpoint,
+      LaneReadAhead(options_.spec, options_.read_ahead_batches), [this] { CheckpointMoved(); },
+      [this] { NoteStreamMissing(); });
   const bool takeover = expired && !previous_owner.empty() && previous_owner != member_.id;
   bool draining;
   {
@@ -240,24 +251,28 @@ void MappingRunner::Impl::Shed(const std::shared_ptr<OwnedShard>& shard) {
 }
 
 void MappingRunner::Impl::Lose(const std::shared_ptr<OwnedShard>& shard, const std::string& why) {
+  if (!Abandon(shard)) return;
+  lease_metrics_.lost->Increment();
+  spdlog::error(
+      "shard {}: lost the lease (epoch {}): {}. Stopped reading it at once; invocations already "
+      "running finish, but nothing more is checkpointed or dead-lettered for this shard",
+      shard->shard_id, shard->lease.epoch, why);
+}
+
+bool MappingRunner::Impl::Abandon(const std::shared_ptr<OwnedShard>& shard) {
   bool start_stopper;
   {
     absl::MutexLock lock(&mu_);
     if (shard->state == OwnedShard::State::kLost || shard->state == OwnedShard::State::kReleased) {
-      return;
+      return false;
     }
     // A shedding shard has its stopper already; a stop joins the shards itself.
     start_stopper = shard->state == OwnedShard::State::kRunning && !draining_;
     shard->state = OwnedShard::State::kLost;
     UpdateHeldGauge();
   }
-  lease_metrics_.lost->Increment();
-  spdlog::error(
-      "shard {}: lost the lease (epoch {}): {}. Stopped reading it at once; invocations already "
-      "running finish, but nothing more is checkpointed or dead-lettered for this shard",
-      shard->shard_id, shard->lease.epoch, why);
   shard->consumer->RequestStop();
-  if (!start_stopper) return;
+  if (!start_stopper) return true;
   absl::MutexLock lock(&mu_);
   shard->has_stopper = true;
   shard->stopper = std::thread([this, shard] {
@@ -265,6 +280,7 @@ void MappingRunner::Impl::Lose(const std::shared_ptr<OwnedShard>& shard, const s
     absl::MutexLock lock(&mu_);
     shard->stopped = true;
   });
+  return true;
 }
 
 void MappingRunner::Impl::LoseAfterDeadline(const std::shared_ptr<OwnedShard>& shard,

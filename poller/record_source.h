@@ -7,7 +7,8 @@
 //
 // Nothing here names a gRPC or protobuf type. Errors are absl::Status with the codes the reader
 // acts on:
-//   NOT_FOUND           the stream or the shard does not exist (any more);
+//   NOT_FOUND           the stream or the shard does not exist (any more), or the stream of that
+//                       name is not the one the source was opened for (see StreamIdentity);
 //   FAILED_PRECONDITION the position is no longer valid (an expired iterator, a trimmed record);
 //   RESOURCE_EXHAUSTED  a throughput limit; UNAVAILABLE, DEADLINE_EXCEEDED: the source is
 //                       unreachable for now;
@@ -89,15 +90,29 @@ struct SourceShard {
   std::string adjacent_parent_shard_id;  // "" : none
 };
 
+// Which stream a name means now. A stream deleted and created again under its name is another
+// stream, with another incarnation: its records, positions and checkpoints have nothing to do
+// with its predecessor's.
+struct StreamIdentity {
+  // As the handler event's eventSourceARN carries it.
+  std::string arn;
+  // Tells apart streams of the same name; 0: the source cannot tell them apart.
+  uint64_t incarnation = 0;
+};
+
 // The stream a mapping reads: its identity, its shards, and a source per shard.
 class StreamSource {
  public:
   virtual ~StreamSource() = default;
-  // The stream's ARN, as the handler event's eventSourceARN carries it.
-  virtual absl::StatusOr<std::string> StreamArn() = 0;
-  virtual absl::StatusOr<std::vector<SourceShard>> ListShards() = 0;
-  // A source for one shard, not yet positioned.
-  virtual std::unique_ptr<RecordSource> OpenShard(const std::string& shard_id) = 0;
+  // The stream that has the name now: NOT_FOUND when there is none.
+  virtual absl::StatusOr<StreamIdentity> Describe() = 0;
+  // The shards of the stream of `incarnation` (0: whichever has the name): NOT_FOUND once that
+  // one is gone.
+  virtual absl::StatusOr<std::vector<SourceShard>> ListShards(uint64_t incarnation) = 0;
+  // A source for one shard of the stream of `incarnation`, not yet positioned. Its Seek and Read
+  // fail NOT_FOUND once that stream is gone, also when another of the name replaced it.
+  virtual std::unique_ptr<RecordSource> OpenShard(const std::string& shard_id,
+                                                  uint64_t incarnation) = 0;
 };
 
 }  // namespace runnel::poller

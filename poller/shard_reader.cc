@@ -39,13 +39,15 @@ StreamPosition MappingStartingPosition(const MappingSpec& spec) {
 
 ShardReader::ShardReader(const MappingSpec* spec, std::unique_ptr<RecordSource> source,
                          std::string checkpoint, const FilterSet* filters, std::vector<Lane*> lanes,
-                         ShardProgress* progress, ShardMetrics* metrics)
+                         ShardProgress* progress, ShardMetrics* metrics,
+                         std::function<void()> stream_missing)
     : spec_(*spec),
       source_(std::move(source)),
       filters_(*filters),
       lanes_(std::move(lanes)),
       progress_(*progress),
       metrics_(*metrics),
+      stream_missing_(std::move(stream_missing)),
       resume_after_(std::move(checkpoint)) {}
 
 void ShardReader::RequestStop() {
@@ -61,6 +63,15 @@ void ShardReader::Run() {
     const absl::Time until = absl::Now() + backoff;
     while (!stopping_ && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
   };
+  // The stream is gone (or is another of the same name): the mapping says so once and stops
+  // this reader; until then, wait without a line per attempt.
+  auto missing = [&](const absl::Status& status) {
+    if (!absl::IsNotFound(status) || !stream_missing_) return false;
+    progress_.NoteError(std::string(status.message()));
+    stream_missing_();
+    back_off();
+    return true;
+  };
   while (!stopping_) {
     if (!positioned) {
       // After the last record handed out, else after the checkpoint, else the mapping's
@@ -70,6 +81,7 @@ void ShardReader::Run() {
                                               : StreamPosition::After(resume_after_));
       if (!status.ok()) {
         if (stopping_) break;
+        if (missing(status)) continue;
         spdlog::warn("cannot position the reader: {}", std::string(status.message()));
         progress_.NoteError(std::string(status.message()));
         back_off();
@@ -82,10 +94,11 @@ void ShardReader::Run() {
     absl::StatusOr<SourceRead> read = source_->Read(room);
     if (!read.ok()) {
       if (stopping_) break;
+      positioned = false;
+      if (missing(read.status())) continue;
       spdlog::warn("read failed ({}); repositioning after {}", std::string(read.status().message()),
                    resume_after_.empty() ? "the starting position" : resume_after_);
       progress_.NoteError(std::string(read.status().message()));
-      positioned = false;
       back_off();
       continue;
     }

@@ -4,13 +4,16 @@
 // (so a key always stays in one lane, in order), or marks it done at once when no filter lets it
 // through. A lane whose read-ahead is full holds the reader back (see poller/shard_progress.h).
 // Read errors are retried with back-off from where it left off; it knows nothing about
-// the transport (see poller/record_source.h).
+// the transport (see poller/record_source.h). NOT_FOUND (the stream is gone, or is another of
+// the same name) is not logged here: the reader tells its mapping, which checks the stream,
+// says so once and stops the readers.
 //
 // Run is the reader's own thread; RequestStop is thread-safe.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,11 +38,12 @@ StreamPosition MappingStartingPosition(const MappingSpec& spec);
 
 class ShardReader {
  public:
-  // `checkpoint`: where reading resumes ("" : at the mapping's starting position). Everything
+  // `checkpoint`: where reading resumes ("" : at the mapping's starting position).
+  // `stream_missing` runs (on the reader's thread) when the source answers NOT_FOUND. Everything
   // pointed to outlives the reader.
   ShardReader(const MappingSpec* spec, std::unique_ptr<RecordSource> source, std::string checkpoint,
               const FilterSet* filters, std::vector<Lane*> lanes, ShardProgress* progress,
-              ShardMetrics* metrics);
+              ShardMetrics* metrics, std::function<void()> stream_missing = {});
 
   // Reads until RequestStop.
   void Run();
@@ -59,6 +63,7 @@ class ShardReader {
   const std::vector<Lane*> lanes_;
   ShardProgress& progress_;
   ShardMetrics& metrics_;
+  const std::function<void()> stream_missing_;
   std::string resume_after_;  // the last sequence number handed out, else the checkpoint
   uint64_t next_ordinal_ = 0;
   std::atomic<bool> stopping_{false};

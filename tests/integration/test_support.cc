@@ -133,10 +133,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
 }
 
 absl::StatusOr<std::unique_ptr<BrokerProcess>> BrokerProcess::Start(
-    const std::string& data_dir, const std::vector<std::string>& extra_args) {
+    const std::string& data_dir, const std::vector<std::string>& extra_args,
+    const std::string& listen) {
   const std::string ready = data_dir + ".ready";
   fs::remove(ready);
-  std::vector<std::string> argv = {RUNNEL_BINARY, "broker", "--listen",     "127.0.0.1:0",
+  std::vector<std::string> argv = {RUNNEL_BINARY, "broker", "--listen",     listen,
                                    "--data-dir",  data_dir, "--ready-file", ready};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   auto process = ChildProcess::Start(argv, data_dir + ".log");

@@ -60,11 +60,13 @@ struct CommandResult {
 };
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_text = "");
 
-// `runnel broker` as a child process on 127.0.0.1:0.
+// `runnel broker` as a child process on `listen` (by default an ephemeral port; a restart passes
+// the address the first one got).
 class BrokerProcess {
  public:
   static absl::StatusOr<std::unique_ptr<BrokerProcess>> Start(
-      const std::string& data_dir, const std::vector<std::string>& extra_args = {});
+      const std::string& data_dir, const std::vector<std::string>& extra_args = {},
+      const std::string& listen = "127.0.0.1:0");
   const std::string& address() const { return address_; }
   ChildProcess& process() { return *process_; }
   std::unique_ptr<v1::StreamBroker::Stub> Stub() const;
