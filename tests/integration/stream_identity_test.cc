@@ -309,6 +309,7 @@ TEST(StreamIdentityTest, CheckpointsLeftByAnInterruptedDeleteAreSweptAtStart) {
   std::string sequence;
   for (int i = 0; i < 5; ++i) sequence = Put(broker->stub(), "s");
   SetCheckpoint(broker->stub(), "s", "m", sequence, "poller-1");
+  SetCheckpoint(broker->stub(), "s", "m-other", sequence, "poller-1");
   SetCheckpoint(broker->stub(), "kept", "m", Put(broker->stub(), "kept"), "poller-1");
   broker.reset();
 
@@ -330,7 +331,8 @@ TEST(StreamIdentityTest, CheckpointsLeftByAnInterruptedDeleteAreSweptAtStart) {
   EXPECT_TRUE(GetCheckpoint(broker->stub(), "kept", "m").ok());
   broker.reset();
 
-  // Durably: the log holds nothing of the deleted stream any more.
+  // Durably: the log holds nothing of the deleted stream any more (m-other's was not replaced by
+  // a write for the new stream, so only the sweep removes it).
   auto store = broker::CheckpointStore::Open(data + "/checkpoints");
   ASSERT_TRUE(store.ok()) << store.status();
   const std::vector<v1::Checkpoint> left = (*store)->List("", "s");

@@ -98,6 +98,38 @@ TEST(StreamRecreateTest, UnderUpTheMappingStartsTheNewStreamAtItsStartingPositio
   ExpectNewStreamDeliveredInFull(up->stub(), echo, old_lines, data + ".log");
 }
 
+// The new stream grows past the old position at once: a mapping that kept the old position read
+// from there first (skipping the new stream's first records, or delivering them late, out of
+// order, once its lease was refused).
+TEST(StreamRecreateTest, ANewStreamLongerThanTheOldPositionIsReadFromItsStart) {
+  TempDir dir("recreate-longer");
+  const std::string echo = dir.File("echo.out");
+  const std::string data = dir.File("data");
+  std::ofstream(dir.File("up.yaml")) << Yaml(
+      kShards,
+      {{.echo_file = echo, .extra = "    starting_position: TRIM_HORIZON\n    batch_size: 20\n"}});
+  auto up = UpProcess::Start(dir.File("up.yaml"), data);
+  ASSERT_NE(up, nullptr);
+  Produce(up->stub(), kKeys, kOldPerKey);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo) >= kKeys * kOldPerKey; }, absl::Seconds(60)));
+  const size_t old_lines = ReadEcho(echo).size();
+  v1::DeleteStreamRequest remove;
+  remove.set_stream_name("events");
+  v1::DeleteStreamResponse removed;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  ASSERT_TRUE(up->stub().DeleteStream(&context, remove, &removed).ok());
+  ASSERT_TRUE(CreateStream(up->stub(), "events", kShards).ok());
+  constexpr int kLongerPerKey = 3 * kOldPerKey;
+  Produce(up->stub(), kKeys, kLongerPerKey);
+  ASSERT_TRUE(WaitFor([&] { return UniqueFrom(echo, old_lines) >= kKeys * kLongerPerKey; },
+                      absl::Seconds(60)))
+      << UniqueFrom(echo, old_lines) << " of " << kKeys * kLongerPerKey << "; see " << data
+      << ".log";
+  EXPECT_EQ(CheckDelivery(EchoFrom(echo, old_lines), kKeys, kLongerPerKey), 0);
+  EXPECT_EQ(Count(ReadText(data + ".log"), "past the end of shard"), 0u);
+}
+
 TEST(StreamRecreateTest, APollerWaitsThroughABrokerRestartForTheNewStream) {
   TempDir dir("recreate-split");
   const std::string echo = dir.File("echo.out");
