@@ -331,6 +331,7 @@ absl::Status MappingRunner::Impl::CheckLease(OwnedShard* shard) {
       Lose(owned, absl::StrCat("a dead letter was refused: ", renewed.status().message()));
     }
   }
+  if (absl::IsNotFound(renewed.status())) NoteStreamMissing();
   return renewed.status();
 }
 

@@ -72,13 +72,18 @@ void ExpectNewStreamDeliveredInFull(v1::StreamBroker::Stub& stub, const std::str
   EXPECT_EQ(Count(text, "read failed"), 0u) << log;
 }
 
-TEST(StreamRecreateTest, UnderUpTheMappingStartsTheNewStreamAtItsStartingPosition) {
-  TempDir dir("recreate-up");
+// Polling (GetRecords) and fan_out (SubscribeToShard once caught up) notice the delete alike.
+class StreamRecreateUpTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StreamRecreateUpTest, TheMappingStartsTheNewStreamAtItsStartingPosition) {
+  TempDir dir(absl::StrCat("recreate-up-", GetParam()));
   const std::string echo = dir.File("echo.out");
   const std::string data = dir.File("data");
   std::ofstream(dir.File("up.yaml")) << Yaml(
       kShards,
-      {{.echo_file = echo, .extra = "    starting_position: TRIM_HORIZON\n    batch_size: 20\n"}});
+      {{.echo_file = echo,
+        .extra = absl::StrCat("    consumer: ", GetParam(),
+                              "\n    starting_position: TRIM_HORIZON\n    batch_size: 20\n")}});
   auto up = UpProcess::Start(dir.File("up.yaml"), data);
   ASSERT_NE(up, nullptr);
   Produce(up->stub(), kKeys, kOldPerKey);
@@ -97,6 +102,8 @@ TEST(StreamRecreateTest, UnderUpTheMappingStartsTheNewStreamAtItsStartingPositio
   ASSERT_EQ(created.exit_code, 0) << created.err;
   ExpectNewStreamDeliveredInFull(up->stub(), echo, old_lines, data + ".log");
 }
+
+INSTANTIATE_TEST_SUITE_P(Consumers, StreamRecreateUpTest, ::testing::Values("polling", "fan_out"));
 
 // The new stream grows past the old position at once: a mapping that kept the old position read
 // from there first (skipping the new stream's first records, or delivering them late, out of
