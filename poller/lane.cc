@@ -54,12 +54,18 @@ void Lane::RequestStop() {
   stopping_ = true;
 }
 
+void Lane::Abandon() {
+  abandoned_ = true;
+  RequestStop();
+}
+
 void Lane::Run() {
   for (;;) {
     std::vector<QueuedRecord> batch;
     {
       absl::MutexLock lock(&mu_);
       for (;;) {
+        if (abandoned_) return;
         // Stopping drains what was already read, without waiting for batching windows: a
         // record left behind would hold the checkpoint below records other lanes finished,
         // and those would be delivered again after a restart.
@@ -194,7 +200,7 @@ bool Lane::Process(const std::vector<QueuedRecord>& batch) {
         if (!SleepUntil(action.until_ms)) return false;
         break;
       case FailurePolicy::Action::Kind::kDiscard:
-        if (!RecordDiscard(action, records)) return false;
+        if (abandoned_ || !RecordDiscard(action, records)) return false;
         (action.condition == DiscardCondition::kRecordAgeExceeded ? metrics.records_dropped_for_age
                                                                   : metrics.records_failed)
             ->Increment(static_cast<double>(action.size()));
@@ -202,6 +208,7 @@ bool Lane::Process(const std::vector<QueuedRecord>& batch) {
         break;
       case FailurePolicy::Action::Kind::kInvoke: {
         if (stop_requested_ && action.attempt > 1) return false;  // no new retries while stopping
+        if (abandoned_) return false;                             // the shard is another poller's
         request.records = records.subspan(action.begin, action.size());
         request.attempt = action.attempt;
         in_flight.Attempt(action.attempt);

@@ -6,9 +6,11 @@
 // shard's progress as they are settled. At most one batch per lane is in flight.
 //
 // A stop lets the lane finish what it was handed: its read-ahead is bounded (see
-// poller/shard_progress.h), so that costs about one batch after the one in flight.
+// poller/shard_progress.h), so that costs about one batch after the one in flight. An abandon
+// (the shard's lease is lost: it is another poller's now) starts nothing more: the invocation in
+// flight finishes, and every other record stays unfinished for the new owner.
 //
-// Add and RequestStop are thread-safe; Run is the lane's own thread.
+// Add, RequestStop and Abandon are thread-safe; Run is the lane's own thread.
 #pragma once
 
 #include <atomic>
@@ -69,6 +71,9 @@ class Lane {
   void Run();
   // Stops starting retries and waiting for windows; Run returns once the queue is drained.
   void RequestStop();
+  // Stops at once: no more invocations, retries or discards; Run returns when the invocation in
+  // flight (if any) does.
+  void Abandon();
 
  private:
   // Runs one batch through the failure policy. False when stopped first (the rest of the batch
@@ -85,6 +90,7 @@ class Lane {
   const LaneContext& context_;
   const int index_;
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> abandoned_{false};
   absl::Mutex mu_;
   Batcher batcher_ ABSL_GUARDED_BY(mu_);
   std::deque<QueuedRecord> records_ ABSL_GUARDED_BY(mu_);

@@ -81,6 +81,12 @@ void ShardConsumer::RequestStop() {
   for (auto& lane : lanes_) lane->RequestStop();
 }
 
+void ShardConsumer::Abandon() {
+  reader_->RequestStop();
+  progress_.RequestStop();
+  for (auto& lane : lanes_) lane->Abandon();
+}
+
 void ShardConsumer::Join() {
   if (reader_thread_.joinable()) reader_thread_.join();
   for (std::thread& thread : lane_threads_) {

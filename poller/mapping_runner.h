@@ -16,8 +16,8 @@
 // (stop reading, let the lanes finish what they hold, write the checkpoint, release). Every
 // checkpoint write carries the lease's epoch; when the broker refuses one, or a renewal fails and
 // the lease's local deadline passes, the shard stops at once: invocations already running finish
-// but nothing more is checkpointed or dead-lettered for it. A stop drains, writes the final
-// checkpoints and releases every lease, so the rest of the fleet takes over within one scan
+// but nothing more is invoked, checkpointed or dead-lettered for it. A stop drains, writes the
+// final checkpoints and releases every lease, so the rest of the fleet takes over within one scan
 // interval. A poller alone takes every shard at start, before Start returns.
 //
 // Thread-safe.

@@ -41,6 +41,8 @@ class ShardConsumer {
   // Stops reading; the lanes finish the records already read (see Lane::Run), except batches
   // that need a retry.
   void RequestStop();
+  // Stops reading and invoking at once (the lease is lost): only invocations in flight finish.
+  void Abandon();
   void Join();
 
   ShardProgress& progress() { return progress_; }
@@ -155,8 +157,8 @@ class MappingRunner::Impl {
   // The lease is gone: stop the shard at once; what still finishes is not checkpointed.
   void Lose(const std::shared_ptr<OwnedShard>& shard, const std::string& why);
   // Stops the shard at once (what Lose does, without a word): invocations already running
-  // finish, nothing more is checkpointed or dead-lettered for it. False when it was stopped
-  // already.
+  // finish, nothing more is invoked, checkpointed or dead-lettered for it. False when it was
+  // stopped already.
   bool Abandon(const std::shared_ptr<OwnedShard>& shard);
   // The lease was not renewed before its local deadline: stop the shard at once, then ask the
   // broker with one fenced write whether the lease is still this poller's (it then keeps what

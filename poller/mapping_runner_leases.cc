@@ -271,7 +271,8 @@ bool MappingRunner::Impl::Abandon(const std::shared_ptr<OwnedShard>& shard) {
     shard->state = OwnedShard::State::kLost;
     UpdateHeldGauge();
   }
-  shard->consumer->RequestStop();
+  // Not a drain: what the lanes hold is the new owner's to process.
+  shard->consumer->Abandon();
   if (!start_stopper) return true;
   absl::MutexLock lock(&mu_);
   shard->has_stopper = true;
