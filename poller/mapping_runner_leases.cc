@@ -72,8 +72,10 @@ void MappingRunner::Impl::LeaseRound() {
   }
   // Renewals first, and the local deadlines: a lease that could not be renewed in time may be
   // another poller's by now, so its shard stops at once.
-  const absl::Time now = absl::Now();
   for (const auto& shard : Owned()) {
+    // Read per shard: the renewals before this one may have taken a while (a slow broker, a
+    // pause), and a clock read before them would renew a lease whose deadline passed meanwhile.
+    const absl::Time now = absl::Now();
     OwnedShard::State state;
     absl::Time renewed_at, deadline;
     {

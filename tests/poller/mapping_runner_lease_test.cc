@@ -428,6 +428,56 @@ TEST_F(MappingRunnerLeaseTest, RenewalsFailingPastTheDeadlineStopTheShardUntilTh
   EXPECT_EQ(m.fenced, 0);
 }
 
+// A round that waits on a slow renewal of one shard still stops another whose local deadline
+// passed meanwhile, instead of renewing it by a clock read before the wait.
+TEST_F(MappingRunnerLeaseTest, ASlowRenewalDoesNotCarryAnotherShardPastItsDeadline) {
+  UseShards(2);
+  source_->Append(Shard(0), 5);
+  source_->Append(Shard(1), 5);
+  std::atomic<bool> slow_renewal{false};
+  absl::Mutex mu;
+  absl::Time slow_since;
+  on_call_ = [&](Op op, const std::string& shard_id) {
+    if (op == Op::kRenew && shard_id == Shard(0) && slow_renewal) {
+      {
+        absl::MutexLock lock(&mu);
+        slow_since = absl::Now();
+      }
+      second_gate_.Wait();
+    }
+  };
+  StartRunner(kShortLease);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(Shard(0), 5) && CaughtUp(Shard(1), 5); }, kWait));
+  slow_renewal = true;
+  ASSERT_TRUE(second_gate_.WaitForWaiter(kWait));
+  // Both leases run out meanwhile: shard 1's last renewal, and the one of shard 0 under way,
+  // were sent before the slow call began.
+  const absl::Time expiry = store_->Get(Shard(1)).expiry;
+  absl::Time both_expired;
+  {
+    absl::MutexLock lock(&mu);
+    both_expired = std::max(expiry, slow_since + kShortLease);
+  }
+  ASSERT_TRUE(WaitFor([&] { return absl::Now() > both_expired; }, kWait));
+  slow_renewal = false;
+  second_gate_.Open();
+  // Both stop: shard 1 in this round (checked after the slow call, by a clock read then), shard
+  // 0 in the next (its renewal came back, but was sent a lease ago); then both are taken again.
+  ASSERT_TRUE(WaitFor([&] { return Metrics().lost == 2; }, kWait));
+  for (const Call& renewal : CallsOf(Op::kRenew, Shard(1))) {
+    EXPECT_FALSE(renewal.code == absl::StatusCode::kOk && renewal.at > expiry)
+        << "renewed after its lease ran out";
+  }
+  source_->Append(Shard(0), 5);
+  source_->Append(Shard(1), 5);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(Shard(0), 10) && CaughtUp(Shard(1), 10); }, kWait));
+  const LeaseMetricValues m = Metrics();
+  EXPECT_EQ(m.held, 2);
+  EXPECT_EQ(m.acquired, 4);
+  EXPECT_EQ(m.lost, 2);
+  EXPECT_EQ(m.fenced, 0);
+}
+
 TEST_F(MappingRunnerLeaseTest, NoDeadLetterIsWrittenForAShardWhoseLeaseWasLost) {
   LogCapture log;
   UseShards(2);
