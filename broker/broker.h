@@ -54,6 +54,26 @@ struct BrokerOptions {
   std::function<absl::Time()> clock = {};
   // Where the broker's metrics go (runnel_broker_*, see deploy/README.md); null: none kept.
   std::shared_ptr<prometheus::Registry> metrics = {};
+
+  // What subscribers and long polls may hold (docs/aws-semantics.md#subscribe-to-shard). Kinesis
+  // allows one subscription per consumer and shard at a time; runnel also bounds how many
+  // subscriptions and waiting reads one shard carries, and what a subscriber that stops
+  // reading pins in memory.
+  // Subscriptions open at once on one shard; beyond: LimitExceededException.
+  int max_subscriptions_per_shard = 64;
+  // The most bytes of records (data + partition keys) one subscription event carries. The
+  // transports hand a subscription's next event out only once the last one was written to its
+  // client, so this is also what a subscription whose client stops reading holds queued: past
+  // it the log is no longer read for that subscription until the client drains. An event
+  // always carries at least one record (a record may be up to 1 MiB).
+  size_t subscription_buffer_bytes = 1u << 20;
+  // A subscription whose client has taken nothing for this long (an event's write did not
+  // complete) is ended by its transport.
+  absl::Duration subscription_stall_timeout = absl::Seconds(30);
+  // GetRecords calls with a wait_time (long polls) in progress on one shard; beyond, a long
+  // poll is refused at once with ProvisionedThroughputExceededException (RESOURCE_EXHAUSTED),
+  // which clients already back off from.
+  int max_waiting_reads_per_shard = 1024;
 };
 
 // A subscription to one shard (SubscribeToShard): a cursor that hands out events.
@@ -66,7 +86,11 @@ class Subscription {
   // number). At most one Next may be pending. `done` runs on a broker thread.
   virtual void Next(EventDone done) = 0;
   // Makes a pending Next complete soon (with whatever it has) and later ones fail CANCELLED.
+  // Frees the subscription's place on its shard at once (its consumer may subscribe again).
   virtual void Cancel() = 0;
+  // Cancel(), for a transport that ends the subscription because its client took nothing for
+  // subscription_stall_timeout; counted as such in the metrics.
+  virtual void CancelStalled() = 0;
 };
 
 class Broker {
@@ -104,6 +128,10 @@ class Broker {
   using CancelFn = std::function<void()>;
   CancelFn GetRecords(const v1::GetRecordsRequest& request, GetRecordsDone done);
 
+  // One subscription per (consumer_name, shard) at a time: a second is ALREADY_EXISTS
+  // (ResourceInUseException) until the first ends or is cancelled; an empty consumer_name is
+  // anonymous and not exclusive. Beyond max_subscriptions_per_shard: RESOURCE_EXHAUSTED
+  // (LimitExceededException).
   absl::StatusOr<std::unique_ptr<Subscription>> SubscribeToShard(
       const v1::SubscribeToShardRequest& request);
 

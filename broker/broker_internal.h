@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/numeric/int128.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -42,6 +43,13 @@ inline constexpr absl::Duration kMaxWaitTime = absl::Seconds(20);
 // A subscription sends an event at least this often, records or not.
 inline constexpr absl::Duration kSubscriptionHeartbeat = absl::Seconds(2);
 
+// Who is subscribed to a shard (Broker::SubscribeToShard's exclusivity and cap).
+struct ShardSubscribers {
+  absl::Mutex mu;
+  int count ABSL_GUARDED_BY(mu) = 0;
+  absl::flat_hash_set<std::string> consumers ABSL_GUARDED_BY(mu);  // the named ones
+};
+
 struct ShardState {
   uint32_t index = 0;
   std::string id;
@@ -52,6 +60,9 @@ struct ShardState {
   std::shared_ptr<ShardMetrics> metrics;  // null: metrics off
   std::unique_ptr<ShardLog> log;
   ShardThroughput throughput;
+  ShardSubscribers subscribers;
+  // GetRecords long polls in progress (max_waiting_reads_per_shard).
+  std::atomic<int> long_polls{0};
 };
 
 struct Stream {

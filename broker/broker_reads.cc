@@ -212,6 +212,18 @@ Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRec
     if ((*stream)->metrics) (*stream)->metrics->throttled_get_records->Increment();
     return Answer(done, ThrottledError(**stream, *shard));
   }
+  // Each waiting long poll costs little, but a shard must not collect them without bound.
+  const bool long_poll = wait > absl::ZeroDuration();
+  if (long_poll && shard->long_polls.fetch_add(1) >= options_.max_waiting_reads_per_shard) {
+    shard->long_polls.fetch_sub(1);
+    if ((*stream)->metrics) (*stream)->metrics->throttled_get_records->Increment();
+    return Answer(done,
+                  absl::ResourceExhaustedError(absl::StrCat(
+                      "ProvisionedThroughputExceededException: Rate exceeded for shard ", shard->id,
+                      " in stream ", (*stream)->name, ": ", options_.max_waiting_reads_per_shard,
+                      " GetRecords calls with a wait time already wait on it "
+                      "(--max-waiting-reads-per-shard)")));
+  }
   const absl::Time start = (*stream)->metrics ? absl::Now() : absl::InfinitePast();
 
   auto read = std::make_shared<ReadRequest>();
@@ -221,8 +233,9 @@ Broker::CancelFn Broker::GetRecords(const v1::GetRecordsRequest& request, GetRec
   read->limits.max_records = request.limit() == 0 ? kMaxGetRecordsLimit : request.limit();
   read->limits.max_bytes = kMaxGetRecordsBytes;
   read->deadline = (options_.clock ? options_.clock() : absl::Now()) + wait;
-  read->done = [this, stream = *stream, shard, limited, issued = *token, start,
+  read->done = [this, stream = *stream, shard, limited, long_poll, issued = *token, start,
                 done = std::move(done)](absl::StatusOr<ReadBatch> batch) {
+    if (long_poll) shard->long_polls.fetch_sub(1);
     if (stream->metrics) {
       stream->metrics->get_records_latency->Observe(absl::ToDoubleSeconds(absl::Now() - start));
     }
@@ -271,32 +284,47 @@ void Broker::CancelRead(const std::shared_ptr<ReadRequest>& request) {
 
 class ShardSubscription : public Subscription {
  public:
+  // Holds one of the shard's subscriber places (taken by Broker::SubscribeToShard) until it
+  // ends, is cancelled or is destroyed.
   ShardSubscription(Broker* broker, std::shared_ptr<Stream> stream, ShardState* shard,
-                    uint64_t offset)
-      : broker_(broker), stream_(std::move(stream)), shard_(shard), offset_(offset) {
+                    uint64_t offset, std::string consumer)
+      : broker_(broker),
+        stream_(std::move(stream)),
+        shard_(shard),
+        consumer_(std::move(consumer)),
+        offset_(offset) {
     if (shard_->metrics) shard_->metrics->subscribers->Increment();
   }
   ~ShardSubscription() override {
     Cancel();
+    Drained();
     if (shard_->metrics) shard_->metrics->subscribers->Decrement();
   }
 
   void Next(EventDone done) override {
+    // The transport asks for the next event only once it has written the last one.
+    Drained();
     if (cancelled_.load()) return done(absl::CancelledError("subscription cancelled"));
     auto read = std::make_shared<Broker::ReadRequest>();
     read->stream = stream_;
     read->shard = shard_;
     read->offset = offset_;
     read->limits.max_records = kMaxGetRecordsLimit;
-    read->limits.max_bytes = kMaxGetRecordsBytes;
+    // One event is all a subscription has queued toward its client: its size is the bound.
+    read->limits.max_bytes =
+        std::clamp<size_t>(broker_->options_.subscription_buffer_bytes, 1, kMaxGetRecordsBytes);
     read->deadline = absl::Now() + kSubscriptionHeartbeat;
     read->done = [this, done = std::move(done)](absl::StatusOr<ReadBatch> batch) {
       {
         absl::MutexLock lock(&mu_);
         pending_.reset();
       }
-      if (!batch.ok()) return done(batch.status());
+      if (!batch.ok()) {
+        Release();
+        return done(batch.status());
+      }
       if (stream_->deleted.load()) {
+        Release();
         return done(absl::NotFoundError(
             absl::StrCat("ResourceNotFoundException: Stream ", stream_->name, " was deleted")));
       }
@@ -318,6 +346,7 @@ class ShardSubscription : public Subscription {
         shard_->metrics->outgoing_bytes->Increment(static_cast<double>(bytes));
         shard_->metrics->iterator_age_ms->Set(static_cast<double>(event.millis_behind_latest()));
       }
+      Queued(bytes);
       done(std::move(event));
     };
     {
@@ -329,6 +358,7 @@ class ShardSubscription : public Subscription {
 
   void Cancel() override {
     cancelled_ = true;
+    Release();
     std::shared_ptr<Broker::ReadRequest> pending;
     {
       absl::MutexLock lock(&mu_);
@@ -337,12 +367,45 @@ class ShardSubscription : public Subscription {
     if (pending != nullptr) broker_->CancelRead(pending);
   }
 
+  void CancelStalled() override {
+    if (!stalled_.exchange(true) && broker_->metrics_ != nullptr) {
+      broker_->metrics_->subscriptions_ended_stalled().Increment();
+    }
+    Cancel();
+  }
+
  private:
+  // Gives the shard's subscriber place back (once): the consumer may subscribe again.
+  void Release() {
+    if (released_.exchange(true)) return;
+    absl::MutexLock lock(&shard_->subscribers.mu);
+    --shard_->subscribers.count;
+    if (!consumer_.empty()) shard_->subscribers.consumers.erase(consumer_);
+  }
+  // The event of `bytes` handed to the transport is queued toward the client until the next
+  // Next (or the end).
+  void Queued(size_t bytes) {
+    queued_bytes_ = bytes;
+    if (shard_->metrics) {
+      shard_->metrics->subscription_queued_bytes->Increment(static_cast<double>(bytes));
+    }
+  }
+  void Drained() {
+    const size_t bytes = queued_bytes_.exchange(0);
+    if (bytes > 0 && shard_->metrics) {
+      shard_->metrics->subscription_queued_bytes->Decrement(static_cast<double>(bytes));
+    }
+  }
+
   Broker* const broker_;
   const std::shared_ptr<Stream> stream_;
   ShardState* const shard_;
+  const std::string consumer_;  // "": anonymous
   uint64_t offset_;
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> released_{false};
+  std::atomic<bool> stalled_{false};
+  std::atomic<size_t> queued_bytes_{0};
   absl::Mutex mu_;
   std::shared_ptr<Broker::ReadRequest> pending_ ABSL_GUARDED_BY(mu_);
 };
@@ -356,7 +419,28 @@ absl::StatusOr<std::unique_ptr<Subscription>> Broker::SubscribeToShard(
   ASSIGN_OR_RETURN(uint64_t offset,
                    ResolvePosition(*stream, *shard, position.type(), position.sequence_number(),
                                    position.timestamp(), "StartingPosition.SequenceNumber"));
-  return std::make_unique<ShardSubscription>(this, std::move(stream), shard, offset);
+  const std::string& consumer = request.consumer_name();
+  {
+    absl::MutexLock lock(&shard->subscribers.mu);
+    if (!consumer.empty() && shard->subscribers.consumers.contains(consumer)) {
+      if (metrics_ != nullptr) metrics_->subscriptions_refused_in_use().Increment();
+      return absl::AlreadyExistsError(absl::StrCat(
+          "ResourceInUseException: Consumer ", consumer, " is already subscribed to ", shard->id,
+          " of stream ", stream->name,
+          "; a consumer has one subscription per shard at a time (subscribe again once it "
+          "ends)"));
+    }
+    if (shard->subscribers.count >= options_.max_subscriptions_per_shard) {
+      if (metrics_ != nullptr) metrics_->subscriptions_refused_shard_limit().Increment();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("LimitExceededException: ", shard->id, " of stream ", stream->name,
+                       " already has ", shard->subscribers.count,
+                       " subscriptions, the most one shard takes (--max-subscriptions-per-shard)"));
+    }
+    ++shard->subscribers.count;
+    if (!consumer.empty()) shard->subscribers.consumers.insert(consumer);
+  }
+  return std::make_unique<ShardSubscription>(this, std::move(stream), shard, offset, consumer);
 }
 
 }  // namespace runnel::broker

@@ -59,7 +59,26 @@ BrokerMetrics::BrokerMetrics(std::shared_ptr<prometheus::Registry> registry)
                                .Name("runnel_broker_get_records_latency_seconds")
                                .Help("GetRecords, from the request to the answer (a long poll "
                                      "included), per stream")
-                               .Register(*registry_)) {}
+                               .Register(*registry_)),
+      subscription_queued_bytes_(BuildGauge()
+                                     .Name("runnel_broker_subscription_queued_bytes")
+                                     .Help("Bytes of records handed to subscribers' transports "
+                                           "and not yet written to their clients")
+                                     .Register(*registry_)),
+      subscriptions_refused_(BuildCounter()
+                                 .Name("runnel_broker_subscriptions_refused_total")
+                                 .Help("SubscribeToShard calls refused: reason in_use (the "
+                                       "consumer is subscribed to the shard already), "
+                                       "shard_limit (--max-subscriptions-per-shard)")
+                                 .Register(*registry_)),
+      subscriptions_ended_(BuildCounter()
+                               .Name("runnel_broker_subscriptions_ended_total")
+                               .Help("Subscriptions the broker ended: reason stalled (the client "
+                                     "took nothing for --subscription-stall-timeout)")
+                               .Register(*registry_)),
+      refused_in_use_(&subscriptions_refused_.Add({{"reason", "in_use"}})),
+      refused_shard_limit_(&subscriptions_refused_.Add({{"reason", "shard_limit"}})),
+      ended_stalled_(&subscriptions_ended_.Add({{"reason", "stalled"}})) {}
 
 prometheus::Histogram::BucketBoundaries BrokerMetrics::PutLatencyBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
@@ -125,6 +144,7 @@ std::shared_ptr<ShardMetrics> BrokerMetrics::ForShard(const std::string& stream,
   metrics->iterator_age_ms = &iterator_age_.Add(labels);
   metrics->disk_bytes = &disk_bytes_.Add(labels);
   metrics->subscribers = &subscribers_.Add(labels);
+  metrics->subscription_queued_bytes = &subscription_queued_bytes_.Add(labels);
   std::shared_ptr<ShardMetrics> shared(
       metrics, [self = shared_from_this(), key](ShardMetrics* m) { self->Release(key, m); });
   shards_[key] = shared;
@@ -147,6 +167,7 @@ void BrokerMetrics::Release(const std::pair<std::string, std::string>& key, Shar
       iterator_age_.Remove(metrics->iterator_age_ms);
       disk_bytes_.Remove(metrics->disk_bytes);
       subscribers_.Remove(metrics->subscribers);
+      subscription_queued_bytes_.Remove(metrics->subscription_queued_bytes);
     }
   }
   delete metrics;

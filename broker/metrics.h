@@ -34,6 +34,7 @@ struct ShardMetrics {
   prometheus::Gauge* iterator_age_ms = nullptr;
   prometheus::Gauge* disk_bytes = nullptr;
   prometheus::Gauge* subscribers = nullptr;
+  prometheus::Gauge* subscription_queued_bytes = nullptr;
 };
 
 // Per stream.
@@ -50,6 +51,12 @@ class BrokerMetrics : public std::enable_shared_from_this<BrokerMetrics> {
   static std::shared_ptr<BrokerMetrics> Create(std::shared_ptr<prometheus::Registry> registry);
 
   std::shared_ptr<StreamMetrics> ForStream(const std::string& stream);
+  // Broker-wide: subscriptions refused (reason "in_use": the consumer is already subscribed to
+  // the shard; "shard_limit": max_subscriptions_per_shard) and ended by the broker (reason
+  // "stalled": the client took nothing for subscription_stall_timeout).
+  prometheus::Counter& subscriptions_refused_in_use() { return *refused_in_use_; }
+  prometheus::Counter& subscriptions_refused_shard_limit() { return *refused_shard_limit_; }
+  prometheus::Counter& subscriptions_ended_stalled() { return *ended_stalled_; }
   std::shared_ptr<ShardMetrics> ForShard(const std::string& stream, const std::string& shard_id);
 
   // Histogram buckets, in seconds.
@@ -73,6 +80,12 @@ class BrokerMetrics : public std::enable_shared_from_this<BrokerMetrics> {
   prometheus::Family<prometheus::Gauge>& subscribers_;
   prometheus::Family<prometheus::Histogram>& put_latency_;
   prometheus::Family<prometheus::Histogram>& get_records_latency_;
+  prometheus::Family<prometheus::Gauge>& subscription_queued_bytes_;
+  prometheus::Family<prometheus::Counter>& subscriptions_refused_;
+  prometheus::Family<prometheus::Counter>& subscriptions_ended_;
+  prometheus::Counter* refused_in_use_;
+  prometheus::Counter* refused_shard_limit_;
+  prometheus::Counter* ended_stalled_;
 
   absl::Mutex mu_;
   // The live holders, by name; a holder's deleter removes its series unless a newer holder of

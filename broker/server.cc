@@ -2,11 +2,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/broker.h"
 #include "broker/message_pool.h"
 #include "common/grpc_server.h"
+#include "common/scheduler.h"
 #include "runnel/v1/broker.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -108,17 +111,43 @@ class RecyclingAllocator : public grpc::MessageAllocator<Request, Response> {
   std::vector<Holder*> free_ ABSL_GUARDED_BY(mu_);
 };
 
+// What a subscription's stall timer and its reactor share: the timer may still be queued after
+// the call is done, and it must never call TryCancel on a context that gRPC freed.
+struct StallWatch {
+  absl::Mutex mu;
+  uint64_t writes ABSL_GUARDED_BY(mu) = 0;  // writes started so far
+  bool writing ABSL_GUARDED_BY(mu) = false;
+  bool finishing ABSL_GUARDED_BY(mu) = false;  // Finish is called: no TryCancel after it
+  // A timer inside TryCancel (which may run the reactor's callbacks on its own thread).
+  bool cancelling ABSL_GUARDED_BY(mu) = false;
+  std::thread::id cancelling_thread ABSL_GUARDED_BY(mu);
+};
+
 // Streams a Subscription's events until the client cancels or the subscription fails. One
-// write in flight at a time: the next event is asked for only when the last write is done.
+// write in flight at a time: the next event is asked for only when the last write is done, so
+// a client that stops reading holds one event (at most subscription_buffer_bytes of records)
+// and the shard is not read for it meanwhile. A write that does not complete within the stall
+// timeout (the client took nothing, and flow control holds the write) cancels the call.
 class SubscribeReactor : public grpc::ServerWriteReactor<v1::SubscribeToShardEvent> {
  public:
-  explicit SubscribeReactor(std::unique_ptr<Subscription> subscription)
-      : subscription_(std::move(subscription)) {
+  SubscribeReactor(grpc::CallbackServerContext* context, std::unique_ptr<Subscription> subscription,
+                   Scheduler* timers, absl::Duration stall_timeout)
+      : context_(context),
+        subscription_(std::move(subscription)),
+        timers_(timers),
+        stall_timeout_(stall_timeout) {
     RequestNext();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+    {
+      absl::MutexLock lock(&watch_->mu);
+      watch_->writing = false;
+    }
+    if (!ok) {
+      subscription_->Cancel();  // frees the consumer's place before the client hears the end
+      return FinishCall(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+    }
     RequestNext();
   }
   void OnCancel() override {
@@ -131,15 +160,56 @@ class SubscribeReactor : public grpc::ServerWriteReactor<v1::SubscribeToShardEve
   void RequestNext() {
     subscription_->Next([this](absl::StatusOr<v1::SubscribeToShardEvent> event) {
       if (cancelled_.load()) {
-        return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "subscription cancelled"));
+        return FinishCall(grpc::Status(grpc::StatusCode::CANCELLED, "subscription cancelled"));
       }
-      if (!event.ok()) return Finish(ToGrpc(event.status()));
+      if (!event.ok()) return FinishCall(ToGrpc(event.status()));
       event_ = std::move(*event);
+      uint64_t write;
+      {
+        absl::MutexLock lock(&watch_->mu);
+        write = ++watch_->writes;
+        watch_->writing = true;
+      }
+      timers_->PostAt(absl::Now() + stall_timeout_, [watch = watch_, write, context = context_,
+                                                     subscription = subscription_.get()] {
+        {
+          absl::MutexLock lock(&watch->mu);
+          if (watch->finishing || !watch->writing || watch->writes != write) return;
+          watch->cancelling = true;
+          watch->cancelling_thread = std::this_thread::get_id();
+          subscription->CancelStalled();
+        }
+        spdlog::warn("ending a subscription whose client read nothing in time");
+        context->TryCancel();
+        absl::MutexLock lock(&watch->mu);
+        watch->cancelling = false;
+        watch->cancelling_thread = {};
+      });
       StartWrite(&event_);
     });
   }
 
+  // Every end goes through here: it waits for a stall timer inside TryCancel (unless TryCancel
+  // runs this on its own thread), so the context outlives that call.
+  void FinishCall(grpc::Status status) {
+    {
+      absl::MutexLock lock(&watch_->mu);
+      if (watch_->cancelling_thread != std::this_thread::get_id()) {
+        watch_->mu.Await(absl::Condition(
+            +[](StallWatch* watch)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch->mu) { return !watch->cancelling; },
+            watch_.get()));
+      }
+      watch_->finishing = true;
+    }
+    Finish(std::move(status));
+  }
+
+  grpc::CallbackServerContext* const context_;
   std::unique_ptr<Subscription> subscription_;
+  Scheduler* const timers_;
+  const absl::Duration stall_timeout_;
+  const std::shared_ptr<StallWatch> watch_ = std::make_shared<StallWatch>();
   v1::SubscribeToShardEvent event_;
   std::atomic<bool> cancelled_{false};
 };
@@ -237,7 +307,8 @@ class StreamBrokerService final : public v1::StreamBroker::CallbackService {
       };
       return new Failed(ToGrpc(subscription.status()));
     }
-    return new SubscribeReactor(std::move(*subscription));
+    return new SubscribeReactor(context, std::move(*subscription), &stall_timers_,
+                                broker_->options().subscription_stall_timeout);
   }
 
  private:
@@ -246,6 +317,9 @@ class StreamBrokerService final : public v1::StreamBroker::CallbackService {
   // is shut down and waited for first).
   RecyclingAllocator<v1::PutRecordsRequest, v1::PutRecordsResponse> put_records_allocator_;
   RecyclingAllocator<v1::GetRecordsRequest, v1::GetRecordsResponse> get_records_allocator_;
+  // Subscriptions' stall timers (see SubscribeReactor); its tasks check that their call is
+  // still open, so those left when the server stops are harmless.
+  Scheduler stall_timers_{1};
 };
 
 }  // namespace
