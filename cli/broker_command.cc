@@ -11,6 +11,7 @@
 #include "cli/broker_stack.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
+#include "cli/limit_options.h"
 #include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
@@ -34,6 +35,7 @@ struct BrokerCommandOptions {
   std::string account_id = "000000000000";
   LogOptions log;
   MetricsOptions metrics;
+  LimitOptions limits;
 };
 
 absl::StatusOr<broker::BrokerOptions> ToBrokerOptions(const BrokerCommandOptions& in) {
@@ -59,9 +61,15 @@ int RunBroker(const BrokerCommandOptions& options) {
     PrintError(std::string(broker_options.status().message()));
     return kExitUsage;
   }
-  sigset_t signals = BlockShutdownSignals();
   BrokerStackOptions stack_options;
   stack_options.broker = std::move(*broker_options);
+  if (auto status =
+          ApplyLimitOptions(options.limits, &stack_options.broker, &stack_options.kinesis);
+      !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitUsage;
+  }
+  sigset_t signals = BlockShutdownSignals();
   stack_options.broker.metrics = std::make_shared<prometheus::Registry>();
   stack_options.metrics = options.metrics;
   stack_options.server.listen = options.listen;
@@ -125,6 +133,7 @@ void AddBrokerCommand(CLI::App& app, int* exit_code) {
   command->add_option("--ready-file", options->ready_file,
                       "Write the bound address to this file once serving (for scripts and tests)");
   AddKinesisOptions(*command, &options->kinesis_listen, &options->kinesis_ready_file);
+  AddLimitOptions(*command, &options->limits);
   AddMetricsOptions(*command, &options->metrics, kDefaultBrokerMetrics,
                     "runnel_broker_*: throughput, latency, iterator age, throttling, disk");
   command->add_option("--region", options->region, "Region in stream ARNs")->capture_default_str();

@@ -37,7 +37,8 @@ absl::StatusOr<BrokerStack> BrokerStack::Start(const BrokerStackOptions& options
   RETURN_IF_ERROR(CheckListenersFree(options));
   BrokerStack stack;
   stack.metrics_options_ = options.metrics;
-  stack.kinesis_listen_ = options.kinesis_listen;
+  stack.kinesis_options_ = options.kinesis;
+  stack.kinesis_options_.listen = options.kinesis_listen;
   auto broker = broker::Broker::Open(options.broker);
   if (!broker.ok()) return broker.status();
   stack.broker_ = std::move(*broker);
@@ -55,7 +56,7 @@ absl::StatusOr<BrokerStack> BrokerStack::Start(const BrokerStackOptions& options
 }
 
 absl::Status BrokerStack::StartKinesis() {
-  auto kinesis = StartKinesisEndpoint(broker_.get(), kinesis_listen_);
+  auto kinesis = StartKinesisEndpoint(broker_.get(), kinesis_options_);
   if (!kinesis.ok()) return kinesis.status();
   kinesis_ = std::move(*kinesis);
   return absl::OkStatus();

@@ -33,6 +33,8 @@ struct BrokerStackOptions {
   broker::ServerOptions server;
   // --kinesis-listen: "" for no Kinesis endpoint (see StartKinesis).
   std::string kinesis_listen;
+  // The Kinesis endpoint's other settings (its `listen` is kinesis_listen's).
+  kinesis::KinesisHttpOptions kinesis;
 };
 
 // Checks that every address `options` will listen on (--listen, --metrics, --kinesis-listen) is
@@ -74,7 +76,7 @@ class BrokerStack {
   BrokerStack() = default;
 
   MetricsOptions metrics_options_;
-  std::string kinesis_listen_;
+  kinesis::KinesisHttpOptions kinesis_options_;
   // Declared in start order, so an early return destroys them in reverse.
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<MetricsServer> metrics_;

@@ -17,10 +17,8 @@ void AddKinesisOptions(CLI::App& command, std::string* listen, std::string* read
 }
 
 absl::StatusOr<std::unique_ptr<kinesis::KinesisHttpServer>> StartKinesisEndpoint(
-    broker::Broker* broker, const std::string& listen) {
-  if (listen.empty()) return std::unique_ptr<kinesis::KinesisHttpServer>();
-  kinesis::KinesisHttpOptions options;
-  options.listen = listen;
+    broker::Broker* broker, const kinesis::KinesisHttpOptions& options) {
+  if (options.listen.empty()) return std::unique_ptr<kinesis::KinesisHttpServer>();
   return kinesis::KinesisHttpServer::Start(broker, options);
 }
 

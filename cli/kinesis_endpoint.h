@@ -19,9 +19,9 @@ namespace runnel::cli {
 
 void AddKinesisOptions(CLI::App& command, std::string* listen, std::string* ready_file);
 
-// Starts the endpoint on `listen`; nullptr (and OK) when `listen` is empty (the default: off).
+// Starts the endpoint on `options.listen`; nullptr (and OK) when it is empty (the default: off).
 absl::StatusOr<std::unique_ptr<kinesis::KinesisHttpServer>> StartKinesisEndpoint(
-    broker::Broker* broker, const std::string& listen);
+    broker::Broker* broker, const kinesis::KinesisHttpOptions& options);
 
 // Writes the Kinesis endpoint's URL to `kinesis_ready_file` (if set), then the gRPC address to
 // `ready_file` (if set): whoever waits for the latter finds both. The gRPC ready file keeps its

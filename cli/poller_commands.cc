@@ -18,6 +18,7 @@
 #include "cli/broker_stack.h"
 #include "cli/commands.h"
 #include "cli/kinesis_endpoint.h"
+#include "cli/limit_options.h"
 #include "cli/metrics_option.h"
 #include "cli/shutdown.h"
 #include "common/file_util.h"
@@ -66,6 +67,7 @@ struct UpOptions {
   MetricsOptions metrics;
   std::string id;  // empty: up:host:data directory
   std::string lease_duration = "10s";
+  LimitOptions limits;
 };
 
 absl::StatusOr<absl::Duration> ParseLeaseDuration(const std::string& text) {
@@ -283,6 +285,12 @@ int RunUp(const UpOptions& options) {
   stack_options.server.listen = options.listen;
   stack_options.server.extra_services.push_back(admin.get());
   stack_options.kinesis_listen = options.kinesis_listen;
+  if (auto status =
+          ApplyLimitOptions(options.limits, &stack_options.broker, &stack_options.kinesis);
+      !status.ok()) {
+    PrintError(std::string(status.message()));
+    return kExitUsage;
+  }
   auto stack = BrokerStack::Start(stack_options);
   if (!stack.ok()) {
     PrintError(std::string(stack.status().message()));
@@ -394,6 +402,7 @@ void AddPollerCommands(CLI::App& app, int* exit_code) {
   AddFleetOptions(*up_command, &up->id, &up->lease_duration, "up:host:DATA_DIR");
   AddLogOptions(*up_command, &up->log);
   AddKinesisOptions(*up_command, &up->kinesis_listen, &up->kinesis_ready_file);
+  AddLimitOptions(*up_command, &up->limits);
   AddMetricsOptions(*up_command, &up->metrics, kDefaultBrokerMetrics,
                     "runnel_broker_* and runnel_poller_* on one address");
   up_command->callback([up, exit_code] { *exit_code = RunUp(*up); });

@@ -152,7 +152,9 @@ absl::StatusOr<ApiResponse> KinesisApi::Impl::SubscribeToShard(Reader& in) {
   v1::SubscribeToShardRequest request;
   request.set_stream_name(found.first.stream_name());
   request.set_shard_id(in.String("ShardId"));
-  request.set_consumer_name(found.second.name);
+  // The consumer's ARN names the subscriber, so the broker keeps one subscription per consumer
+  // and shard (a consumer deregistered and registered again is a new one, as its ARN says).
+  request.set_consumer_name(found.second.arn);
   auto* start = request.mutable_starting_position();
   start->set_type(type);
   start->set_sequence_number(position_in.String("SequenceNumber"));

@@ -13,11 +13,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <thread>
+#include <vector>
 
 // h2o's own event loop (libh2o-evloop), not its libuv flavour: the structs differ.
 #define H2O_USE_LIBUV 0
@@ -37,6 +39,9 @@ namespace {
 
 // AWS ends a SubscribeToShard after five minutes; clients subscribe again.
 constexpr absl::Duration kSubscriptionLifetime = absl::Minutes(5);
+// How often the loop looks for stalled subscribers and totals the request bodies being
+// received (the loop wakes at least this often).
+constexpr int kSweepMs = 10;
 // How long HTTP/2 clients get after the GOAWAY at shutdown before h2o closes their connections.
 constexpr int kGracefulShutdownMs = 1000;
 
@@ -55,7 +60,8 @@ struct LoopMessage {
 // One HTTP request. `req` and everything below it belong to the loop thread.
 struct Call {
   KinesisHttpServer::Impl* server = nullptr;
-  h2o_req_t* req = nullptr;  // null once h2o disposed the request (client gone, or answered)
+  h2o_req_t* req = nullptr;      // null once h2o disposed the request (client gone, or answered)
+  h2o_socket_t* sock = nullptr;  // its connection's (a key of Impl::sockets; never followed)
 
   // SubscribeToShard only.
   struct Generator {
@@ -69,14 +75,29 @@ struct Call {
   bool sending = false;       // h2o holds `in_flight` until it calls proceed
   bool ended = false;         // no more Next calls
   bool final_sent = false;
+  bool stalled = false;      // ended by the sweep: its client took nothing for the stall timeout
+  absl::Time sending_since;  // when h2o took `in_flight` (while `sending`)
   std::string in_flight;
   std::deque<std::pair<std::string, bool>> ready;  // (chunk, last)
 };
 
 }  // namespace
 
+// A connection's socket from accept to close, for the connection cap and the total of request
+// bodies being received. h2o's server side leaves the socket's on_close hook unused, and keeps
+// the socket when a connection turns into HTTP/2.
+struct TrackedSocket {
+  KinesisHttpServer::Impl* server = nullptr;
+  h2o_socket_t* sock = nullptr;
+  int requests = 0;        // requests of ours on it not yet disposed (HTTP/1.1: its body is in)
+  bool http2 = false;      // seen carrying an HTTP/2 request
+  bool shut_down = false;  // by Sweep; h2o closes it at its next turn
+};
+
 struct KinesisHttpServer::Impl {
   broker::Broker* broker = nullptr;
+  KinesisHttpOptions options;
+  absl::Duration stall_timeout = absl::Seconds(30);
   std::unique_ptr<KinesisApi> api;
   std::unique_ptr<Scheduler> workers;
 
@@ -97,6 +118,9 @@ struct KinesisHttpServer::Impl {
   std::atomic<int64_t> in_flight{0};
   // Streaming calls, for ending them at shutdown (loop thread only).
   absl::flat_hash_map<Call*, std::shared_ptr<Call>> streams;
+  // Open connections' sockets (loop thread only).
+  absl::flat_hash_map<h2o_socket_t*, TrackedSocket*> sockets;
+  absl::Time next_sweep = absl::InfinitePast();
 
   void Post(LoopMessage* message) { h2o_multithread_send_message(&receiver, &message->super); }
   void Run();
@@ -105,6 +129,9 @@ struct KinesisHttpServer::Impl {
   void DeliverEvent(const std::shared_ptr<Call>& call, std::string chunk, bool end);
   void SendPending(Call& call);
   void ForgetStream(const std::shared_ptr<Call>& call);
+  // Ends stalled subscriptions and closes the connections with the largest request bodies
+  // while the bodies being received exceed max_pending_request_bytes.
+  void Sweep();
 };
 
 namespace {
@@ -147,6 +174,36 @@ std::string RequestId() {
                       absl::Hex(counter.fetch_add(1), absl::kZeroPad16));
 }
 
+h2o_socket_t* SocketOf(h2o_req_t* req) {
+  if (req->conn == nullptr || req->conn->callbacks->get_socket == nullptr) return nullptr;
+  return req->conn->callbacks->get_socket(req->conn);
+}
+
+// Ends a connection from outside h2o (which has no call for it): the kernel fails its reads
+// and writes, and h2o closes it as for a client that went away.
+void ShutDownSocket(h2o_socket_t* sock) {
+  if (sock != nullptr) ::shutdown(h2o_socket_get_fd(sock), SHUT_RDWR);
+}
+
+// What an HTTP/1.1 client refused at the door, or whose body overran the total, is told.
+constexpr std::string_view kServiceUnavailable =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\n"
+    "x-amzn-ErrorType: ServiceUnavailable\r\nConnection: close\r\nContent-Length: 71\r\n\r\n"
+    "{\"__type\":\"ServiceUnavailable\",\"message\":\"the server is overloaded\"}\n";
+
+void SendServiceUnavailable(h2o_socket_t* sock) {
+  // A fresh or reading connection has nothing else being written; a short write is all lost
+  // anyway, as the connection closes.
+  (void)!::send(h2o_socket_get_fd(sock), kServiceUnavailable.data(), kServiceUnavailable.size(),
+                MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void OnSocketClosed(void* data) {
+  auto* tracked = static_cast<TrackedSocket*>(data);
+  tracked->server->sockets.erase(tracked->sock);
+  delete tracked;
+}
+
 // The request's memory pool holds one of these; h2o runs the dispose callback (on the loop)
 // when it frees the request.
 void OnRequestDisposed(void* slot) {
@@ -154,6 +211,9 @@ void OnRequestDisposed(void* slot) {
   std::shared_ptr<Call> call = std::move(*holder);
   delete holder;
   call->req = nullptr;
+  if (auto it = call->server->sockets.find(call->sock); it != call->server->sockets.end()) {
+    --it->second->requests;
+  }
   if (call->subscription != nullptr) {
     call->ended = true;
     if (call->next_pending) {
@@ -192,6 +252,11 @@ int OnRequest(h2o_handler_t* self, h2o_req_t* req) {
   auto call = std::make_shared<Call>();
   call->server = server;
   call->req = req;
+  call->sock = SocketOf(req);
+  if (auto it = server->sockets.find(call->sock); it != server->sockets.end()) {
+    ++it->second->requests;
+    if (req->version >= 0x200) it->second->http2 = true;
+  }
   auto** slot = static_cast<std::shared_ptr<Call>**>(
       h2o_mem_alloc_shared(&req->pool, sizeof(std::shared_ptr<Call>*), OnRequestDisposed));
   *slot = new std::shared_ptr<Call>(call);
@@ -222,6 +287,19 @@ void OnAccept(h2o_socket_t* listener, const char* error) {
   for (int i = 0; i < 64; ++i) {
     h2o_socket_t* sock = h2o_evloop_socket_accept(listener);
     if (sock == nullptr) return;
+    if (server->sockets.size() >= static_cast<size_t>(server->options.max_connections)) {
+      spdlog::warn(
+          "kinesis endpoint: {} connections open, the most --max-connections allows; refusing "
+          "one (503)",
+          server->sockets.size());
+      SendServiceUnavailable(sock);
+      h2o_socket_close(sock);
+      continue;
+    }
+    auto* tracked = new TrackedSocket{server, sock};
+    server->sockets[sock] = tracked;
+    sock->on_close.cb = OnSocketClosed;
+    sock->on_close.data = tracked;
     h2o_accept(&server->accept_context, sock);
   }
 }
@@ -375,11 +453,16 @@ void KinesisHttpServer::Impl::DeliverEvent(const std::shared_ptr<Call>& call, st
     ForgetStream(call);
     return;
   }
-  if (end || absl::Now() >= call->deadline || stop_requested.load()) call->ended = true;
+  if (end || absl::Now() >= call->deadline || stop_requested.load()) {
+    call->ended = true;
+    // Frees the consumer's place before the client hears the end, so it may subscribe again.
+    call->subscription->Cancel();
+  }
   call->ready.emplace_back(std::move(chunk), call->ended);
   SendPending(*call);
-  // One event in flight to the client and one being read: the reader waits for the client.
-  if (!call->ended && call->ready.empty()) RequestNext(call);
+  // One event at a time: the next is asked for once h2o has written this one (OnProceed), so a
+  // client that stops reading holds one event and the log is not read for it meanwhile.
+  if (!call->ended && call->ready.empty() && !call->sending) RequestNext(call);
 }
 
 void KinesisHttpServer::Impl::SendPending(Call& call) {
@@ -401,6 +484,7 @@ void KinesisHttpServer::Impl::SendPending(Call& call) {
   h2o_iovec_t buffer = h2o_iovec_init(call.in_flight.data(), call.in_flight.size());
   const bool final = last && !call.next_pending;
   call.sending = !final;
+  call.sending_since = absl::Now();
   call.final_sent = final;
   h2o_send(call.req, &buffer, buffer.len == 0 ? 0 : 1,
            final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
@@ -411,8 +495,57 @@ void KinesisHttpServer::Impl::ForgetStream(const std::shared_ptr<Call>& call) {
   streams.erase(call.get());
 }
 
+void KinesisHttpServer::Impl::Sweep() {
+  const absl::Time now = absl::Now();
+  if (now < next_sweep) return;
+  next_sweep = now + absl::Milliseconds(kSweepMs);
+
+  // A subscriber whose event h2o could not write for the stall timeout is ended; h2o closes
+  // the connection once the kernel fails it.
+  for (const auto& [key, call] : streams) {
+    if (call->req == nullptr || !call->sending || call->stalled ||
+        now - call->sending_since < stall_timeout) {
+      continue;
+    }
+    call->stalled = true;
+    call->ended = true;
+    spdlog::warn("kinesis endpoint: ending a subscription whose client read nothing for {}",
+                 absl::FormatDuration(stall_timeout));
+    if (call->subscription != nullptr) call->subscription->CancelStalled();
+    ShutDownSocket(SocketOf(call->req));
+  }
+
+  // HTTP/1.1 bodies are received into the socket's input buffer (h2o hands a request over only
+  // once its body is in); sum what the open connections hold.
+  size_t total = 0;
+  std::vector<TrackedSocket*> receiving;
+  for (const auto& [sock, tracked] : sockets) {
+    if (tracked->shut_down || sock->input == nullptr || sock->input->size == 0) continue;
+    total += sock->input->capacity;
+    if (tracked->requests == 0) receiving.push_back(tracked);
+  }
+  if (total <= options.max_pending_request_bytes) return;
+  std::sort(receiving.begin(), receiving.end(), [](TrackedSocket* a, TrackedSocket* b) {
+    return a->sock->input->size > b->sock->input->size;
+  });
+  for (TrackedSocket* tracked : receiving) {
+    if (total <= options.max_pending_request_bytes) break;
+    spdlog::warn(
+        "kinesis endpoint: request bodies being received hold {} bytes, more than "
+        "--max-pending-request-bytes {}; closing a connection with {} bytes (503)",
+        total, options.max_pending_request_bytes, tracked->sock->input->size);
+    total -= std::min(total, tracked->sock->input->capacity);
+    if (!tracked->http2) SendServiceUnavailable(tracked->sock);
+    ShutDownSocket(tracked->sock);
+    tracked->shut_down = true;
+  }
+}
+
 void KinesisHttpServer::Impl::Run() {
-  while (!stop_requested.load()) h2o_evloop_run(loop, INT32_MAX);
+  while (!stop_requested.load()) {
+    h2o_evloop_run(loop, kSweepMs);
+    Sweep();
+  }
 
   // Shutting down, on the loop thread: no new connections; subscriptions end; connections
   // close once their calls are answered (HTTP/2 gets a GOAWAY).
@@ -470,6 +603,8 @@ absl::StatusOr<std::unique_ptr<KinesisHttpServer>> KinesisHttpServer::Start(
   server->impl_ = std::make_unique<Impl>();
   Impl& impl = *server->impl_;
   impl.broker = broker;
+  impl.options = options;
+  impl.stall_timeout = broker->options().subscription_stall_timeout;
   impl.api = std::make_unique<KinesisApi>(broker);
   impl.workers = std::make_unique<Scheduler>(std::max(1, options.worker_threads));
 

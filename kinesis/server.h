@@ -27,6 +27,11 @@ struct KinesisHttpOptions {
   int worker_threads = 4;
   // Largest request body accepted (413 beyond): a 5 MiB PutRecords is ~7 MiB of base64 JSON.
   size_t max_request_bytes = 16u << 20;
+  // Request bodies being received, in total over every connection: past it the connections
+  // with the largest bodies in progress are answered 503 (HTTP/1.1) and closed.
+  size_t max_pending_request_bytes = 256u << 20;
+  // Connections open at once; one more is answered 503 and closed.
+  int max_connections = 1024;
 };
 
 class KinesisHttpServer {

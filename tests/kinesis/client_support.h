@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tests/integration/test_support.h"
 
@@ -20,11 +21,14 @@ struct KinesisBroker {
   std::string endpoint;
 };
 
-inline KinesisBroker StartBroker(const TempDir& dir) {
+// `extra_args` go to `runnel broker` as they are.
+inline KinesisBroker StartBroker(const TempDir& dir, std::vector<std::string> extra_args = {}) {
   KinesisBroker broker;
   const std::string ready = dir.File("kinesis.ready");
-  auto process = BrokerProcess::Start(
-      dir.File("data"), {"--kinesis-listen", "127.0.0.1:0", "--kinesis-ready-file", ready});
+  std::vector<std::string> args = {"--kinesis-listen", "127.0.0.1:0", "--kinesis-ready-file",
+                                   ready};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  auto process = BrokerProcess::Start(dir.File("data"), args);
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return broker;
   broker.process = std::move(*process);

@@ -18,13 +18,16 @@
 
 namespace runnel::testing {
 
-absl::StatusOr<RawConnection> RawConnection::Open(const std::string& address) {
+absl::StatusOr<RawConnection> RawConnection::Open(const std::string& address, int receive_buffer) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
     return absl::InvalidArgumentError("not HOST:PORT: " + address);
   }
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+  }
   sockaddr_in to{};
   to.sin_family = AF_INET;
   to.sin_port = htons(static_cast<uint16_t>(port));
@@ -90,6 +93,26 @@ bool ReadSome(int fd, std::string* buffer, absl::Time deadline, bool* closed) {
 }
 
 }  // namespace
+
+absl::StatusOr<HttpAnswer> RawConnection::ReadHead(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  bool closed = false;
+  size_t head_end;
+  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+    if (closed) return absl::UnavailableError("closed before an answer: " + buffer_);
+    if (!ReadSome(fd_, &buffer_, deadline, &closed)) {
+      return absl::DeadlineExceededError("no answer in time: " + buffer_);
+    }
+  }
+  HttpAnswer answer;
+  answer.headers = buffer_.substr(0, head_end);
+  std::vector<std::string> status_line = absl::StrSplit(answer.headers, absl::MaxSplits(' ', 2));
+  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &answer.status)) {
+    return absl::DataLossError("no status line: " + answer.headers);
+  }
+  buffer_.erase(0, head_end + 4);
+  return answer;
+}
 
 absl::StatusOr<HttpAnswer> RawConnection::Read(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;

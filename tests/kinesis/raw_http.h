@@ -19,7 +19,9 @@ struct HttpAnswer {
 // One TCP connection to HOST:PORT (IPv4).
 class RawConnection {
  public:
-  static absl::StatusOr<RawConnection> Open(const std::string& address);
+  // `receive_buffer` > 0 sets SO_RCVBUF before connecting (a client that reads slowly, or not
+  // at all, then stalls the server's writes after that many bytes and the kernel's).
+  static absl::StatusOr<RawConnection> Open(const std::string& address, int receive_buffer = 0);
   RawConnection(RawConnection&& other) noexcept;
   RawConnection& operator=(RawConnection&& other) noexcept;
   ~RawConnection();
@@ -28,6 +30,8 @@ class RawConnection {
   bool Send(const std::string& bytes);
   // Reads one answer with a Content-Length body (or until the server closes) within `timeout`.
   absl::StatusOr<HttpAnswer> Read(absl::Duration timeout);
+  // Reads an answer's status line and headers only (the body, e.g. an event stream, is left).
+  absl::StatusOr<HttpAnswer> ReadHead(absl::Duration timeout);
   // Whether the server closed the connection within `timeout` (reading and dropping any bytes).
   bool ClosedWithin(absl::Duration timeout);
   void Close();
