@@ -29,9 +29,6 @@ absl::Status ValidateStreamName(const std::string& name, std::string_view field)
                              "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
     }
   }
-  if (name == "." || name == "..") {
-    return ValidationError(field, name, "'.' and '..' are reserved (they name folders)");
-  }
   return absl::OkStatus();
 }
 

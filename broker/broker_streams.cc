@@ -42,6 +42,35 @@ absl::Status RemoveTree(const std::string& path) {
   return absl::OkStatus();
 }
 
+// Empties `dir` (creating it if need be), one log line per entry removed.
+absl::Status RemoveLeftovers(const fs::path& dir, std::string_view left_by) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", dir.string(), ": ", ec.message()));
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    spdlog::warn("removing {}, left by an interrupted {}", entry.path().string(), left_by);
+    RETURN_IF_ERROR(RemoveTree(entry.path().string()));
+  }
+  return absl::OkStatus();
+}
+
+// The folder under streams/ that holds a stream. Every valid name is its own folder name except
+// "." and "..", which name folders that already exist; '%' is never in a stream name, so their
+// spelling cannot collide with another stream's.
+std::string StreamFolderName(const std::string& stream_name) {
+  if (stream_name == ".") return "%2E";
+  if (stream_name == "..") return "%2E%2E";
+  return stream_name;
+}
+
+// Whether `folder` holds the stream.meta of the stream whose folder it is.
+bool NamesItself(const fs::path& folder) {
+  auto text = ReadFileToString((folder / "stream.meta").string());
+  storage::v1::StreamMetadata meta;
+  return text.ok() && google::protobuf::TextFormat::ParseFromString(*text, &meta) &&
+         StreamFolderName(meta.stream_name()) == folder.filename().string();
+}
+
 }  // namespace
 
 absl::Status Broker::OpenShardLog(const Stream& stream, ShardState& shard,
@@ -58,23 +87,29 @@ absl::Status Broker::OpenShardLog(const Stream& stream, ShardState& shard,
 }
 
 absl::Status Broker::LoadStreams() {
-  const fs::path streams_dir = fs::path(options_.data_dir) / "streams";
-  const fs::path trash_dir = fs::path(options_.data_dir) / "trash";
-  RETURN_IF_ERROR(RemoveTree(trash_dir.string()));  // deletions a crash interrupted
+  const fs::path data_dir(options_.data_dir);
+  const fs::path streams_dir = data_dir / "streams";
+  // What a crash left in the folders beside streams/: half-built streams and half-deleted ones.
+  RETURN_IF_ERROR(RemoveLeftovers(data_dir / "scratch", "stream creation"));
+  RETURN_IF_ERROR(RemoveLeftovers(data_dir / "trash", "stream deletion"));
   std::error_code ec;
   fs::create_directories(streams_dir, ec);
   if (ec)
     return absl::InternalError(absl::StrCat("create ", streams_dir.string(), ": ", ec.message()));
   for (const auto& entry : fs::directory_iterator(streams_dir)) {
     const std::string name = entry.path().filename().string();
-    if (name.starts_with(".creating-")) {  // a creation a crash interrupted
+    if (name.starts_with(".creating-") && !NamesItself(entry.path())) {
+      // Brokers before scratch/ existed built streams in streams/.creating-*: such a folder is
+      // an interrupted creation unless its metadata says it is the stream of that name.
+      spdlog::warn("removing {}, left by an interrupted stream creation", entry.path().string());
       RETURN_IF_ERROR(RemoveTree(entry.path().string()));
       continue;
     }
     const std::string meta_path = (entry.path() / "stream.meta").string();
     ASSIGN_OR_RETURN(std::string text, ReadFileToString(meta_path));
     storage::v1::StreamMetadata meta;
-    if (!google::protobuf::TextFormat::ParseFromString(text, &meta) || meta.stream_name() != name) {
+    if (!google::protobuf::TextFormat::ParseFromString(text, &meta) ||
+        StreamFolderName(meta.stream_name()) != name) {
       return absl::DataLossError(absl::StrCat(meta_path, " is unreadable"));
     }
     auto stream = std::make_shared<Stream>();
@@ -179,11 +214,12 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
                                                    options_.account_id, " already exists."));
     }
   }
-  // Build the stream in a scratch folder and rename it into place, so a crash leaves either no
-  // stream or a whole one.
-  const fs::path streams_dir = fs::path(options_.data_dir) / "streams";
-  const fs::path scratch = streams_dir / absl::StrCat(".creating-", RandomSuffix());
-  const fs::path final_dir = streams_dir / request.stream_name();
+  // Build the stream in scratch/ and rename it into streams/, so a crash leaves either no stream
+  // or a whole one. scratch/ and trash/ sit beside streams/, so no stream name is taken.
+  const fs::path data_dir(options_.data_dir);
+  const fs::path streams_dir = data_dir / "streams";
+  const fs::path scratch = data_dir / "scratch" / RandomSuffix();
+  const fs::path final_dir = streams_dir / StreamFolderName(request.stream_name());
   auto stream = std::make_shared<Stream>();
   stream->name = request.stream_name();
   stream->directory = scratch.string();
@@ -204,25 +240,48 @@ absl::Status Broker::CreateStream(const v1::CreateStreamRequest& request) {
     shard->range = ranges[static_cast<size_t>(i)];
     stream->shards.push_back(std::move(shard));
   }
-  auto cleanup = [&](absl::Status status) {
+  auto remove_scratch = [&](absl::Status status) {
     (void)RemoveTree(scratch.string());
     return status;
   };
   std::error_code ec;
   fs::create_directories(scratch, ec);
   if (ec) return absl::InternalError(absl::StrCat("create ", scratch.string(), ": ", ec.message()));
-  if (absl::Status s = SaveMetadata(*stream); !s.ok()) return cleanup(s);
-  for (auto& shard : stream->shards) fs::create_directories(scratch / shard->id, ec);
-  if (ec) return cleanup(absl::InternalError(ec.message()));
-  if (absl::Status s = FsyncDirectory(scratch.string()); !s.ok()) return cleanup(s);
+  if (absl::Status s = SaveMetadata(*stream); !s.ok()) return remove_scratch(s);
+  for (auto& shard : stream->shards) {
+    fs::create_directories(scratch / shard->id, ec);
+    if (ec) {
+      return remove_scratch(absl::InternalError(
+          absl::StrCat("create ", (scratch / shard->id).string(), ": ", ec.message())));
+    }
+  }
+  if (absl::Status s = FsyncDirectory(scratch.string()); !s.ok()) return remove_scratch(s);
   fs::rename(scratch, final_dir, ec);
-  if (ec)
-    return cleanup(
+  if (ec) {
+    return remove_scratch(
         absl::InternalError(absl::StrCat("rename to ", final_dir.string(), ": ", ec.message())));
-  RETURN_IF_ERROR(FsyncDirectory(streams_dir.string()));
+  }
+  // From here the folder is in streams/: a failure must take it out again through the trash, or
+  // the next start would load a stream whose creation was refused.
+  auto abandon = [&](absl::Status status) {
+    const fs::path doomed =
+        data_dir / "trash" / absl::StrCat(stream->name, "-", stream->incarnation);
+    std::error_code rename_ec;
+    fs::rename(final_dir, doomed, rename_ec);
+    if (rename_ec || !FsyncDirectory(streams_dir.string()).ok() ||
+        !RemoveTree(doomed.string()).ok()) {
+      spdlog::error("creating stream {} failed and {} could not be removed; delete it by hand",
+                    stream->name, rename_ec ? final_dir.string() : doomed.string());
+    }
+    return status;
+  };
+  if (absl::Status s = FsyncDirectory(streams_dir.string()); !s.ok()) return abandon(s);
   stream->directory = final_dir.string();
   for (auto& shard : stream->shards) {
-    RETURN_IF_ERROR(OpenShardLog(*stream, *shard, (final_dir / shard->id).string()));
+    if (absl::Status s = OpenShardLog(*stream, *shard, (final_dir / shard->id).string()); !s.ok()) {
+      for (auto& opened : stream->shards) opened->log.reset();
+      return abandon(s);
+    }
   }
   ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
   spdlog::info("created stream {} with {} shards, retention {}h", stream->name,
@@ -245,7 +304,6 @@ absl::Status Broker::DeleteStream(const v1::DeleteStreamRequest& request) {
   // files keep working for reads still in flight.
   const fs::path trash = fs::path(options_.data_dir) / "trash";
   std::error_code ec;
-  fs::create_directories(trash, ec);
   const fs::path doomed = trash / absl::StrCat(stream->name, "-", stream->incarnation);
   fs::rename(stream->directory, doomed, ec);
   if (ec) return absl::InternalError(absl::StrCat("move ", stream->directory, ": ", ec.message()));
