@@ -444,6 +444,10 @@ absl::Status Broker::UpdateRetention(const std::string& stream_name, int hours, 
   }
   stream->retention_hours = hours;
   RETURN_IF_ERROR(SaveMetadata(*stream));
+  if (hours != current) {
+    ScopedLogTags tags{{kTagComponent, "broker"}, {kTagStream, stream->name}};
+    spdlog::info("stream {}: retention is now {}h (was {}h)", stream->name, hours, current);
+  }
   if (!increase) EnforceRetention();
   return absl::OkStatus();
 }

@@ -618,6 +618,7 @@ void ConfigParser::ParseStream(const YAML::Node& node, size_t index) {
                             field->value.Scalar()));
     } else {
       stream.retention_hours = static_cast<int>(absl::ToInt64Hours(retention));
+      stream.retention_declared = entry.Find("retention") != nullptr;
     }
   }
   if (const Field* name = entry.Find("name"); name != nullptr && !stream.name.empty()) {

@@ -26,6 +26,9 @@ struct StreamSpec {
   std::string name;
   int shards = 1;
   int retention_hours = 24;
+  // Whether the file sets `retention`. Only a declared retention is applied to an existing
+  // stream; otherwise the stream keeps what it has (e.g. set by `runnel stream retention`).
+  bool retention_declared = false;
   SourceLocation where;
 };
 

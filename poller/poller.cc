@@ -118,8 +118,9 @@ class Poller::Impl {
   }
 
  private:
-  // Kinesis-style streams are created with their shard count and retention; an existing stream
-  // with another shard count is refused rather than silently consumed differently.
+  // Kinesis-style streams are created with their shard count and retention. An existing stream
+  // with another shard count is refused rather than silently consumed differently; a retention
+  // the file declares is applied to it, so that editing the file and restarting takes effect.
   absl::Status EnsureStream(const StreamSpec& stream, bool is_destination = false) {
     auto summary = broker_->DescribeStreamSummary(stream.name);
     if (summary.ok()) {
@@ -130,7 +131,7 @@ class Poller::Impl {
                          " shards, but the file declares ", stream.shards,
                          "; change `shards` to match, or delete the stream"));
       }
-      return absl::OkStatus();
+      return ApplyDeclaredRetention(stream, summary->retention_period_hours());
     }
     if (!absl::IsNotFound(summary.status())) {
       return client::WithContext(summary.status(), absl::StrCat("stream ", stream.name));
@@ -148,6 +149,31 @@ class Poller::Impl {
     if (!created.ok() && !absl::IsAlreadyExists(created.status())) {
       return client::WithContext(created.status(), absl::StrCat("create stream ", stream.name));
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status ApplyDeclaredRetention(const StreamSpec& stream, int current_hours) {
+    if (!stream.retention_declared || stream.retention_hours == current_hours) {
+      return absl::OkStatus();
+    }
+    absl::Status status;
+    if (stream.retention_hours > current_hours) {
+      v1::IncreaseStreamRetentionPeriodRequest request;
+      request.set_stream_name(stream.name);
+      request.set_retention_period_hours(stream.retention_hours);
+      status = broker_->IncreaseStreamRetentionPeriod(request).status();
+    } else {
+      v1::DecreaseStreamRetentionPeriodRequest request;
+      request.set_stream_name(stream.name);
+      request.set_retention_period_hours(stream.retention_hours);
+      status = broker_->DecreaseStreamRetentionPeriod(request).status();
+    }
+    if (!status.ok()) {
+      return client::WithContext(
+          status, absl::StrCat(stream.where.ToString(), ": retention of stream ", stream.name));
+    }
+    spdlog::info("{}: stream {}: retention changed from {}h to {}h, as the file declares",
+                 stream.where.ToString(), stream.name, current_hours, stream.retention_hours);
     return absl::OkStatus();
   }
 
