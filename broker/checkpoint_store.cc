@@ -282,14 +282,21 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Set(const v1::SetCheckpointReque
           request.stream_name(), "/", request.shard_id(), " is leased by '",
           checkpoint.lease_owner(), "' until ", absl::FormatTime(expiry, absl::UTCTimeZone())));
     }
-    absl::Duration duration = absl::Seconds(request.lease_duration().seconds()) +
-                              absl::Nanoseconds(request.lease_duration().nanos());
-    if (duration <= absl::ZeroDuration()) duration = absl::Seconds(30);
+    const absl::Duration duration =
+        LeaseDurationOr(absl::Seconds(request.lease_duration().seconds()) +
+                            absl::Nanoseconds(request.lease_duration().nanos()),
+                        kDefaultLeaseDuration);
     if (checkpoint.lease_owner() != request.lease_owner() || expiry <= now) {
       checkpoint.set_lease_epoch(checkpoint.lease_epoch() + 1);
     }
     checkpoint.set_lease_owner(request.lease_owner());
     *checkpoint.mutable_lease_expiry() = ToProto(now + duration);
+  } else if (!checkpoint.lease_owner().empty()) {
+    // A write without a lease is an operator's (`runnel mapping seek`, a redrive): it takes the
+    // shard from its owner, as a release would, so that the owner's next fenced write or renewal
+    // is refused and it re-takes the shard at this checkpoint instead of writing over it.
+    checkpoint.clear_lease_owner();
+    checkpoint.clear_lease_expiry();
   }
   if (!request.sequence_number().empty()) {
     checkpoint.set_sequence_number(request.sequence_number());

@@ -74,19 +74,15 @@ class BrokerCheckpointClient : public CheckpointClient {
 
   absl::Status SetCheckpoint(const std::string& shard_id, const std::string& sequence_number,
                              const ShardLease* fence) override {
-    v1::SetCheckpointRequest request = Request(shard_id);
+    v1::SetCheckpointRequest request = FencedRequest(shard_id, fence);
     request.set_sequence_number(sequence_number);
-    if (fence != nullptr) {
-      // Refused unless the lease is still (owner, epoch); the write leaves the lease as it is.
-      request.set_lease_owner(fence->owner);
-      request.set_lease_epoch(fence->epoch);
-    }
     return broker_->SetCheckpoint(request).status();
   }
 
   absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
-                                                   const StreamPosition& position) override {
-    v1::SetCheckpointRequest request = Request(shard_id);
+                                                   const StreamPosition& position,
+                                                   const ShardLease* fence) override {
+    v1::SetCheckpointRequest request = FencedRequest(shard_id, fence);
     request.mutable_position()->set_type(ShardIteratorTypeOf(position.kind));
     request.mutable_position()->set_sequence_number(position.sequence_number);
     if (position.kind == StreamPosition::Kind::kAtTimestamp) {
@@ -176,6 +172,18 @@ class BrokerCheckpointClient : public CheckpointClient {
     request.set_stream_name(stream_);
     request.set_incarnation(incarnation_);
     request.set_shard_id(shard_id);
+    return request;
+  }
+
+  // A write refused unless the lease is still (owner, epoch); it leaves the lease as it is.
+  // Without a fence the broker takes the write for an operator's and frees the lease.
+  v1::SetCheckpointRequest FencedRequest(const std::string& shard_id,
+                                         const ShardLease* fence) const {
+    v1::SetCheckpointRequest request = Request(shard_id);
+    if (fence != nullptr) {
+      request.set_lease_owner(fence->owner);
+      request.set_lease_epoch(fence->epoch);
+    }
     return request;
   }
 

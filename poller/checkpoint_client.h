@@ -80,14 +80,17 @@ class CheckpointClient {
 
   // Stores `sequence_number` as the shard's checkpoint. With `fence`, only while that lease
   // (owner and epoch) is still the shard's: FAILED_PRECONDITION otherwise, and nothing moves.
+  // Without one the write is an operator's: it also frees the shard's lease (keeping the epoch),
+  // so that the owner's next fenced write or renewal is refused.
   virtual absl::Status SetCheckpoint(const std::string& shard_id,
                                      const std::string& sequence_number,
                                      const ShardLease* fence = nullptr) = 0;
   // Stores the checkpoint just before `position` as the store resolves it at the moment of the
   // write (LATEST: the next record to be put), so that reading after the stored checkpoint reads
-  // from exactly `position`. Returns what was stored.
+  // from exactly `position`; `fence` as above. Returns what was stored.
   virtual absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
-                                                           const StreamPosition& position) = 0;
+                                                           const StreamPosition& position,
+                                                           const ShardLease* fence = nullptr) = 0;
 
   // Takes the shard's lease for `owner` for `duration`: FAILED_PRECONDITION while another owner
   // holds an unexpired one. A new owner gets the next epoch. Returns the lease with the shard's

@@ -94,8 +94,11 @@ void ShardConsumer::Join() {
   }
 }
 
-absl::StatusOr<std::string> MappingRunner::Impl::PinStartingPosition(const std::string& shard_id) {
-  auto stored = checkpoints_->SetCheckpointAt(shard_id, MappingStartingPosition(options_.spec));
+absl::StatusOr<std::string> MappingRunner::Impl::PinStartingPosition(const std::string& shard_id,
+                                                                     const ShardLease& lease) {
+  // Fenced by the lease just taken: an unfenced write would free it again.
+  auto stored =
+      checkpoints_->SetCheckpointAt(shard_id, MappingStartingPosition(options_.spec), &lease);
   if (!stored.ok()) return client::WithContext(stored.status(), shard_id);
   return stored->sequence_number;
 }

@@ -134,7 +134,8 @@ class MappingRunner::Impl {
  private:
   using Shards = std::vector<std::shared_ptr<OwnedShard>>;
   // Stores the mapping's starting position as the shard's checkpoint; returns it.
-  absl::StatusOr<std::string> PinStartingPosition(const std::string& shard_id);
+  absl::StatusOr<std::string> PinStartingPosition(const std::string& shard_id,
+                                                  const ShardLease& lease);
   void CheckpointLoop();
   // Writes every shard checkpoint that moved; false if a write failed.
   bool WriteCheckpoints();

@@ -167,7 +167,7 @@ void MappingRunner::Impl::Take(const std::string& shard_id, const std::string& p
     // the records put after the mapping started, not after some thread woke up), and store it,
     // so that a stop and start before the first record is done resumes there instead of
     // resolving LATEST again and skipping what was put meanwhile.
-    auto pinned = PinStartingPosition(shard_id);
+    auto pinned = PinStartingPosition(shard_id, shard->lease);
     if (absl::IsNotFound(pinned.status())) return NoteStreamMissing();
     if (!pinned.ok()) {
       spdlog::warn("cannot store the starting position ({}); giving the lease back",

@@ -225,7 +225,11 @@ class Model {
       }
       checkpoint.set_lease_owner(request.lease_owner());
       *checkpoint.mutable_lease_expiry() = TimeUtil::MillisecondsToTimestamp(
-          absl::ToUnixMillis(now) + 1000 * (seconds > 0 ? seconds : 30));
+          absl::ToUnixMillis(now) + 1000 * (seconds > 0 ? seconds : 10));
+    } else {
+      // An operator's write frees the shard, keeping the epoch.
+      checkpoint.clear_lease_owner();
+      checkpoint.clear_lease_expiry();
     }
     if (!request.sequence_number().empty()) {
       checkpoint.set_sequence_number(request.sequence_number());

@@ -333,6 +333,47 @@ TEST_F(CheckpointStoreTest, LeaseEpochsGrowOnEveryChangeOfOwnerAndFenceStaleWrit
   EXPECT_EQ(store->Set(by_owner, now + absl::Seconds(60))->lease_epoch(), 5);
 }
 
+TEST_F(CheckpointStoreTest, AnOperatorsWriteFreesTheLeaseSoTheOwnerCannotWriteOverIt) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string shard = "shardId-000000000000";
+  auto taken = store->AcquireLease("m", "orders", shard, "p1", absl::Seconds(10), now_);
+  ASSERT_TRUE(taken.ok());
+  v1::SetCheckpointRequest progress = Request("m", shard, "500");
+  progress.set_lease_owner("p1");
+  progress.set_lease_epoch(taken->lease_epoch());
+  ASSERT_TRUE(store->Set(progress, now_).ok());
+  // A seek: no lease named. It moves the checkpoint back and frees the shard, epoch kept.
+  auto seek = store->Set(Request("m", shard, "10"), now_ + absl::Seconds(1));
+  ASSERT_TRUE(seek.ok()) << seek.status();
+  EXPECT_EQ(seek->sequence_number(), "10");
+  EXPECT_EQ(seek->lease_owner(), "");
+  EXPECT_EQ(seek->lease_epoch(), taken->lease_epoch());
+  // The owner's progress from before the seek is refused, and so is its renewal.
+  progress.set_sequence_number("600");
+  EXPECT_EQ(store->Set(progress, now_ + absl::Seconds(2)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store
+                ->RenewLease("m", "orders", shard, "p1", taken->lease_epoch(), absl::Seconds(10),
+                             now_ + absl::Seconds(2))
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Get("m", "orders", shard)->sequence_number(), "10");
+  // Taking the shard again starts at the seek, under a new epoch.
+  auto again =
+      store->AcquireLease("m", "orders", shard, "p1", absl::Seconds(10), now_ + absl::Seconds(3));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->sequence_number(), "10");
+  EXPECT_EQ(again->lease_epoch(), taken->lease_epoch() + 1);
+  // The old interface's lease by owner defaults to 10 s, as the lease RPCs do.
+  v1::SetCheckpointRequest by_owner = Request("m", "shardId-000000000009", "");
+  by_owner.set_lease_owner("p3");
+  auto owned = store->Set(by_owner, now_);
+  ASSERT_TRUE(owned.ok());
+  EXPECT_EQ(owned->lease_expiry().seconds(), absl::ToUnixSeconds(now_ + absl::Seconds(10)));
+}
+
 TEST_F(CheckpointStoreTest, OwnersEpochsAndRenewedExpiriesSurviveARestart) {
   const std::string shard = "shardId-000000000000";
   v1::Checkpoint renewed;

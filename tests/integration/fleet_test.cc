@@ -459,5 +459,45 @@ TEST_F(FleetTest, APausedPollerLosesItsShardsAndTheBrokerRefusesItsWrites) {
   std::printf("paused poller: %d repeats of %zu records\n", delivery.duplicates, delivery.unique);
 }
 
+// `runnel mapping seek` sent to one poller of a fleet moves every shard's checkpoint, also those
+// another poller holds: the seek frees their leases, so the owner cannot write its position over
+// the seek's; it re-takes them and reads again from there.
+TEST_F(FleetTest, ASeekThroughOnePollerMovesTheShardsOthersHold) {
+  StartPoller("p1");
+  StartPoller("p2");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return FairAmong({"p1", "p2"});
+      },
+      absl::Seconds(30)))
+      << ::testing::PrintToString(Split());
+  constexpr int kKeys = 40, kPerKey = 10, kRecords = kKeys * kPerKey;
+  Produce(*stub_, kKeys, kPerKey);
+  ASSERT_TRUE(WaitFor([&] { return UniqueLines(echo_) == kRecords; }, absl::Seconds(60)));
+  const std::string admin = ReadText(dir_->File("p1.ready"));
+  CommandResult seek =
+      RunCommand({RUNNEL_BINARY, "mapping", "seek", "--poller", admin.substr(0, admin.find('\n')),
+                  kMapping, "--all-shards", "--to", "TRIM_HORIZON"});
+  ASSERT_EQ(seek.exit_code, 0) << seek.out << seek.err;
+  // Every record is delivered again, whichever poller holds its shard.
+  std::map<std::string, int> deliveries;
+  const bool all_again = WaitFor(
+      [&] {
+        deliveries.clear();
+        for (const EchoLine& line : ReadEcho(echo_)) ++deliveries[line.sequence_number];
+        if (deliveries.size() != static_cast<size_t>(kRecords)) return false;
+        for (const auto& [sequence, count] : deliveries) {
+          if (count < 2) return false;
+        }
+        return true;
+      },
+      absl::Seconds(60));
+  int once = 0;
+  for (const auto& [sequence, count] : deliveries) once += count < 2;
+  EXPECT_TRUE(all_again) << once << " of " << kRecords << " records were not delivered again";
+  // And the checkpoints end where the records end, held by the fleet again.
+  ASSERT_TRUE(WaitFor([&] { return FairAmong({"p1", "p2"}); }, absl::Seconds(30)));
+}
+
 }  // namespace
 }  // namespace runnel::testing

@@ -92,13 +92,16 @@ absl::Status FakeLeaseStore::SetCheckpoint(const std::string& shard_id,
     Log(call);
     return Conflict(shard_id, record);
   }
+  // An unfenced write is an operator's: it frees the lease, keeping the epoch (as the broker).
+  if (fence == nullptr) record.owner.clear();
   if (!sequence_number.empty()) record.sequence_number = sequence_number;
   Log(call);
   return absl::OkStatus();
 }
 
 absl::StatusOr<StoredCheckpoint> FakeLeaseStore::SetCheckpointAt(const std::string& shard_id,
-                                                                 const StreamPosition& position) {
+                                                                 const StreamPosition& position,
+                                                                 const ShardLease* fence) {
   if (absl::Status status = Enter(Op::kSetAt, shard_id); !status.ok()) return status;
   // The fake source's records are numbered from 1 in every shard; these tests start at
   // TRIM_HORIZON, just before record 1.
@@ -107,8 +110,14 @@ absl::StatusOr<StoredCheckpoint> FakeLeaseStore::SetCheckpointAt(const std::stri
   }
   absl::MutexLock lock(&mu_);
   Record& record = records_[shard_id];
+  if (fence != nullptr && !HeldBy(record, fence->owner, fence->epoch)) {
+    return Conflict(shard_id, record);
+  }
+  if (fence == nullptr) record.owner.clear();
   record.sequence_number = FakeSequence(0);
-  Call call = NewCall(Op::kSetAt, shard_id);
+  Call call = NewCall(Op::kSetAt, shard_id, fence != nullptr ? fence->owner : "",
+                      fence != nullptr ? fence->epoch : 0);
+  call.fenced = fence != nullptr;
   call.sequence_number = record.sequence_number;
   Log(std::move(call));
   return StoredCheckpoint{shard_id, record.sequence_number, absl::Now(),

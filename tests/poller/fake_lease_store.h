@@ -65,7 +65,8 @@ class FakeLeaseStore : public CheckpointClient {
   absl::Status SetCheckpoint(const std::string& shard_id, const std::string& sequence_number,
                              const ShardLease* fence = nullptr) override;
   absl::StatusOr<StoredCheckpoint> SetCheckpointAt(const std::string& shard_id,
-                                                   const StreamPosition& position) override;
+                                                   const StreamPosition& position,
+                                                   const ShardLease* fence = nullptr) override;
   absl::StatusOr<StoredCheckpoint> TakeLease(const std::string& shard_id, const std::string& owner,
                                              absl::Duration duration) override;
   absl::StatusOr<ShardLease> RenewLease(const ShardLease& lease, absl::Duration duration) override;
