@@ -151,7 +151,7 @@ std::optional<std::string> ClosestMatch(std::string_view key, const Candidates& 
 
 // [a-zA-Z0-9_.-]{1,128}, as the broker accepts.
 bool ValidStreamName(std::string_view name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  if (name.empty() || name.size() > 128) return false;
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') {
       return false;

@@ -133,7 +133,6 @@ TEST_F(BrokerServiceTest, InvalidStreamSettingsAreRefusedWithTheFieldNamed) {
            {"", 1, 0, "streamName"},
            {std::string(129, 'a'), 1, 0, "less than or equal to 128"},
            {"has space", 1, 0, "[a-zA-Z0-9_.-]+"},
-           {"..", 1, 0, "reserved"},
            {"ok", 0, 0, "shardCount"},
            {"ok", 1, 23, "between 24 and 8760"},
            {"ok", 1, 8761, "between 24 and 8760"},
