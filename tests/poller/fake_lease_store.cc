@@ -93,7 +93,10 @@ absl::Status FakeLeaseStore::SetCheckpoint(const std::string& shard_id,
     return Conflict(shard_id, record);
   }
   // An unfenced write is an operator's: it frees the lease, keeping the epoch (as the broker).
-  if (fence == nullptr) record.owner.clear();
+  if (fence == nullptr) {
+    record.owner.clear();
+    record.expiry = absl::InfinitePast();
+  }
   if (!sequence_number.empty()) record.sequence_number = sequence_number;
   Log(call);
   return absl::OkStatus();
@@ -110,14 +113,19 @@ absl::StatusOr<StoredCheckpoint> FakeLeaseStore::SetCheckpointAt(const std::stri
   }
   absl::MutexLock lock(&mu_);
   Record& record = records_[shard_id];
-  if (fence != nullptr && !HeldBy(record, fence->owner, fence->epoch)) {
-    return Conflict(shard_id, record);
-  }
-  if (fence == nullptr) record.owner.clear();
-  record.sequence_number = FakeSequence(0);
   Call call = NewCall(Op::kSetAt, shard_id, fence != nullptr ? fence->owner : "",
                       fence != nullptr ? fence->epoch : 0);
   call.fenced = fence != nullptr;
+  if (fence != nullptr && !HeldBy(record, fence->owner, fence->epoch)) {
+    call.code = absl::StatusCode::kFailedPrecondition;
+    Log(call);
+    return Conflict(shard_id, record);
+  }
+  if (fence == nullptr) {
+    record.owner.clear();
+    record.expiry = absl::InfinitePast();
+  }
+  record.sequence_number = FakeSequence(0);
   call.sequence_number = record.sequence_number;
   Log(std::move(call));
   return StoredCheckpoint{shard_id, record.sequence_number, absl::Now(),

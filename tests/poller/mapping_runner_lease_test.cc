@@ -192,6 +192,13 @@ TEST_F(MappingRunnerLeaseTest, ALoneRunnerTakesEveryShardAndFencesEveryWriteWith
     }
     EXPECT_EQ(store_->Get(Shard(i)).epoch, i == 1 ? 5 : 1);
   }
+  // The starting positions were pinned under the leases just taken (an unfenced write would free
+  // them again).
+  const std::vector<Call> pins = CallsOf(Op::kSetAt);
+  EXPECT_EQ(pins.size(), 2u);
+  for (const Call& pin : pins) {
+    EXPECT_TRUE(pin.fenced && pin.owner == kRunner && pin.epoch == 1) << pin.shard_id;
+  }
   const std::vector<Call> writes = CallsOf(Op::kSet);
   ASSERT_FALSE(writes.empty());
   for (const Call& write : writes) {
@@ -476,6 +483,36 @@ TEST_F(MappingRunnerLeaseTest, ASlowRenewalDoesNotCarryAnotherShardPastItsDeadli
   EXPECT_EQ(m.acquired, 4);
   EXPECT_EQ(m.lost, 2);
   EXPECT_EQ(m.fenced, 0);
+}
+
+// An operator's seek (`runnel mapping seek`: an unfenced write) frees the lease: the runner's
+// next renewal is refused, the shard stops, and it is taken again at the seek's position.
+TEST_F(MappingRunnerLeaseTest, AnOperatorsSeekStopsTheShardAndItResumesAtTheSeek) {
+  LogCapture log;
+  UseShards(1);
+  source_->Append(Shard(0), 10);
+  StartRunner(kShortLease);
+  ASSERT_TRUE(WaitFor([&] { return CaughtUp(Shard(0), 10); }, kWait));
+  ASSERT_TRUE(store_->SetCheckpoint(Shard(0), FakeSequence(3)).ok());
+  EXPECT_EQ(store_->Get(Shard(0)).owner, "");
+  ASSERT_TRUE(WaitFor([&] { return Metrics().lost == 1; }, kWait));
+  EXPECT_TRUE(log.Contains("is held by nobody since epoch 1"));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return store_->Get(Shard(0)).epoch == 2 &&
+               store_->Get(Shard(0)).sequence_number == FakeSequence(10);
+      },
+      kWait));
+  EXPECT_EQ(store_->Get(Shard(0)).owner, kRunner);
+  for (const auto& [sequence, count] : DeliveryCounts(Shard(0))) {
+    EXPECT_EQ(count, sequence > FakeSequence(3) ? 2 : 1) << sequence;
+  }
+  const LeaseMetricValues m = Metrics();
+  EXPECT_EQ(m.held, 1);
+  EXPECT_EQ(m.acquired, 2);
+  EXPECT_EQ(m.lost, 1);
+  EXPECT_EQ(m.takeovers, 0);
+  EXPECT_EQ(m.handoffs, 0);
 }
 
 TEST_F(MappingRunnerLeaseTest, NoDeadLetterIsWrittenForAShardWhoseLeaseWasLost) {
