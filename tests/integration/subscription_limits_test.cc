@@ -4,8 +4,10 @@
 // and end is counted in the broker's metrics, read here from its registry.
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -214,6 +216,69 @@ TEST_F(SubscriptionLimitsTest, ASubscriberThatStopsReadingIsNoLongerFedAndIsEnde
   }
   EXPECT_EQ(received, kRecords);
   reading.Cancel();
+}
+
+// GetRecords calls with a wait time are capped per shard: one more is refused at once as a
+// throttle, another shard is not affected, and the place is free again once the waits end.
+TEST_F(SubscriptionLimitsTest, LongPollsBeyondTheShardsCapAreThrottled) {
+  constexpr int kCap = 3;
+  Start([](broker::BrokerOptions& o) { o.max_waiting_reads_per_shard = kCap; });
+  ASSERT_TRUE(CreateStream(broker_->stub(), "s", 2).ok());
+  const std::string idle = ShardIterator(broker_->stub(), "s", kShard, v1::LATEST);
+  auto long_poll = [&](const std::string& iterator, absl::Duration wait) {
+    v1::GetRecordsRequest request;
+    request.set_shard_iterator(iterator);
+    request.mutable_wait_time()->set_seconds(absl::ToInt64Seconds(wait));
+    request.mutable_wait_time()->set_nanos(
+        static_cast<int>(absl::ToInt64Nanoseconds(wait % absl::Seconds(1))));
+    v1::GetRecordsResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + wait + absl::Seconds(30)));
+    return broker_->stub().GetRecords(&context, request, &response);
+  };
+  // One call more than the cap, all waiting for records that do not come: exactly one of them
+  // is refused, at once, and the others keep waiting.
+  std::vector<std::thread> waiting;
+  std::vector<grpc::Status> answers(kCap + 1);
+  std::vector<std::atomic<bool>> answered(kCap + 1);
+  for (int i = 0; i <= kCap; ++i) {
+    waiting.emplace_back([&, i] {
+      answers[i] = long_poll(idle, absl::Seconds(20));
+      answered[i] = true;
+    });
+  }
+  auto refused = [&] {
+    std::vector<int> out;
+    for (int i = 0; i <= kCap; ++i) {
+      if (answered[i] && answers[i].error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        out.push_back(i);
+      }
+    }
+    return out;
+  };
+  const bool one_refused = WaitFor([&] { return !refused().empty(); }, absl::Seconds(15));
+  EXPECT_TRUE(one_refused);
+  if (one_refused) {
+    const grpc::Status& refusal = answers[refused()[0]];
+    EXPECT_THAT(refusal.error_message(), HasSubstr("ProvisionedThroughputExceededException"));
+    EXPECT_THAT(refusal.error_message(), HasSubstr("--max-waiting-reads-per-shard"));
+  }
+  EXPECT_EQ(refused().size(), 1u);
+  EXPECT_EQ(Metric("runnel_broker_throttled_requests_total", {{"stream", "s"}}), 1);
+  // The other shard takes long polls as usual.
+  const std::string other = ShardIterator(broker_->stub(), "s", "shardId-000000000001", v1::LATEST);
+  EXPECT_TRUE(long_poll(other, absl::Milliseconds(100)).ok());
+  // A record on the shard ends the waits; the shard takes long polls again.
+  std::vector<std::pair<std::string, std::string>> records;
+  for (int k = 0; k < 20; ++k) records.emplace_back(absl::StrCat("key-", k), "x");
+  grpc::Status put;
+  PutRecords(broker_->stub(), "s", records, &put);
+  ASSERT_TRUE(put.ok()) << put.error_message();
+  for (std::thread& thread : waiting) thread.join();
+  int ok = 0;
+  for (const grpc::Status& answer : answers) ok += answer.ok();
+  EXPECT_EQ(ok, kCap);
+  EXPECT_TRUE(long_poll(idle, absl::Milliseconds(100)).ok());
 }
 
 }  // namespace
