@@ -37,6 +37,18 @@ namespace runnel::poller {
 
 std::string SourceLocation::ToString() const { return absl::StrCat(file, ":", line, ":", column); }
 
+const char* StartingPositionName(StartingPosition position) {
+  switch (position) {
+    case StartingPosition::kLatest:
+      return "LATEST";
+    case StartingPosition::kAtTimestamp:
+      return "AT_TIMESTAMP";
+    case StartingPosition::kTrimHorizon:
+      break;
+  }
+  return "TRIM_HORIZON";
+}
+
 namespace {
 
 // Lambda's and Kinesis's limits, in the YAML's units (docs/aws-semantics.md#mapping-settings,

@@ -40,6 +40,8 @@ struct FunctionSpec {
 };
 
 enum class StartingPosition { kTrimHorizon, kLatest, kAtTimestamp };
+// "TRIM_HORIZON", "LATEST" or "AT_TIMESTAMP", as Lambda's StartingPosition spells them.
+const char* StartingPositionName(StartingPosition position);
 enum class ConsumerType { kPolling, kFanOut };  // GetRecords long polls, or SubscribeToShard
 
 struct OnFailureDestination {

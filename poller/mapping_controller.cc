@@ -45,17 +45,6 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
 }
 
-const char* PositionName(StartingPosition position) {
-  switch (position) {
-    case StartingPosition::kLatest:
-      return "LATEST";
-    case StartingPosition::kAtTimestamp:
-      return "AT_TIMESTAMP";
-    default:
-      return "TRIM_HORIZON";
-  }
-}
-
 }  // namespace
 
 void SpecToConfiguration(const MappingSpec& spec, v1::EventSourceMappingConfiguration* out) {
@@ -64,7 +53,7 @@ void SpecToConfiguration(const MappingSpec& spec, v1::EventSourceMappingConfigur
   out->set_stream_name(spec.stream);
   out->set_batch_size(spec.batch_size);
   *out->mutable_maximum_batching_window() = ToProto(spec.maximum_batching_window);
-  out->set_starting_position(PositionName(spec.starting_position));
+  out->set_starting_position(StartingPositionName(spec.starting_position));
   if (spec.starting_position == StartingPosition::kAtTimestamp) {
     *out->mutable_starting_position_timestamp() = ToProto(spec.starting_position_timestamp);
   }

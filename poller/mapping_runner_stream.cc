@@ -13,17 +13,6 @@ namespace {
 // How often a mapping whose stream is gone asks whether one of that name exists again.
 constexpr absl::Duration kStreamPollInterval = absl::Seconds(1);
 
-const char* StartingPositionName(const MappingSpec& spec) {
-  switch (spec.starting_position) {
-    case StartingPosition::kLatest:
-      return "LATEST";
-    case StartingPosition::kAtTimestamp:
-      return "AT_TIMESTAMP";
-    default:
-      return "TRIM_HORIZON";
-  }
-}
-
 }  // namespace
 
 void MappingRunner::Impl::NoteStreamMissing() {
@@ -90,7 +79,8 @@ bool MappingRunner::Impl::StreamRecreated(const StreamIdentity& identity) {
   spdlog::info(
       "stream {} was re-created (incarnation {}); mapping {} starts at its "
       "starting_position {}",
-      options_.spec.stream, identity.incarnation, mapping_id_, StartingPositionName(options_.spec));
+      options_.spec.stream, identity.incarnation, mapping_id_,
+      StartingPositionName(options_.spec.starting_position));
   incarnation_ = identity.incarnation;
   checkpoints_->SetStreamIncarnation(identity.incarnation);
   stream_arn_ = identity.arn;

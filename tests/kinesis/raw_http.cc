@@ -116,20 +116,11 @@ absl::StatusOr<HttpAnswer> RawConnection::ReadHead(absl::Duration timeout) {
 
 absl::StatusOr<HttpAnswer> RawConnection::Read(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<HttpAnswer> head = ReadHead(timeout);
+  if (!head.ok()) return head.status();
+  HttpAnswer answer = *std::move(head);
+  // A socket the peer closed reads as closed again, so the body loop learns it anew.
   bool closed = false;
-  size_t head_end;
-  while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-    if (closed) return absl::UnavailableError("closed before an answer: " + buffer_);
-    if (!ReadSome(fd_, &buffer_, deadline, &closed)) {
-      return absl::DeadlineExceededError("no answer in time: " + buffer_);
-    }
-  }
-  HttpAnswer answer;
-  answer.headers = buffer_.substr(0, head_end);
-  std::vector<std::string> status_line = absl::StrSplit(answer.headers, absl::MaxSplits(' ', 2));
-  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &answer.status)) {
-    return absl::DataLossError("no status line: " + answer.headers);
-  }
   int64_t length = -1;
   for (absl::string_view line : absl::StrSplit(answer.headers, "\r\n")) {
     if (absl::StartsWithIgnoreCase(line, "content-length:")) {
@@ -137,7 +128,6 @@ absl::StatusOr<HttpAnswer> RawConnection::Read(absl::Duration timeout) {
       if (!absl::SimpleAtoi(value, &length)) length = -1;
     }
   }
-  buffer_.erase(0, head_end + 4);
   while (length < 0 ? !closed : buffer_.size() < static_cast<size_t>(length)) {
     if (closed) return absl::UnavailableError("closed inside the body");
     if (!ReadSome(fd_, &buffer_, deadline, &closed)) {
