@@ -166,6 +166,11 @@ class OpenFileLimit {
 };
 
 TEST(StreamFoldersTest, ACreationThatFailsMidwayLeavesNothingBehind) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime needs descriptors of its own (UBSan's vptr check opens a pipe to
+  // probe memory) and reports false errors once the process has none left.
+  GTEST_SKIP() << "needs the process out of file descriptors, which the sanitizers cannot bear";
+#endif
   TempDir dir("stream-create-fails");
   const fs::path data = dir.File("data");
   InProcessBroker broker(data.string());
