@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/nesting_depth.h"
 #include "common/strings.h"
 #include "runnel/handler.h"
 
@@ -226,7 +227,14 @@ std::string FailureRecordToJson(const FailureRecord& record) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
+// A failure record is a few levels deep (its payload, a Kinesis event, included).
+constexpr int kMaxFailureRecordDepth = 64;
+
 absl::StatusOr<FailureRecord> ParseFailureRecord(std::string_view json) {
+  // A destination file is input too: rapidjson recurses once per level, so bound the depth first.
+  if (absl::Status deep = CheckJsonNesting(json, kMaxFailureRecordDepth); !deep.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a failure record: ", deep.message()));
+  }
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/nesting_depth.h"
 
 namespace runnel::runtime {
 namespace {
@@ -40,7 +41,15 @@ std::vector<RecordView> OwnedEvent::views() const {
   return out;
 }
 
+// Deeper than any event or failure record runnel writes, far shallower than a stack allows.
+constexpr int kMaxEventJsonDepth = 64;
+
 absl::StatusOr<OwnedEvent> ParseKinesisEventJson(std::string_view json) {
+  // rapidjson's parser recurses once per level: a file of deeply nested brackets would overflow
+  // the stack. A Kinesis event is a few levels deep.
+  if (absl::Status deep = CheckJsonNesting(json, kMaxEventJsonDepth); !deep.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a Kinesis event: ", deep.message()));
+  }
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {

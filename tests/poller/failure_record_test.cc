@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -115,6 +116,25 @@ TEST(FailureRecordTest, ExplicitRequestIdWins) {
       Discard(DiscardCondition::kRetryAttemptsExhausted, 1, LastResponse::kFunctionError),
       Records(), Context(), kDiscardedAt, "given-id");
   EXPECT_EQ(record.request_id, "given-id");
+}
+
+TEST(FailureRecordTest, DeeplyNestedLinesAreRefusedNotRecursedInto) {
+  // 200,000 levels would overflow the stack of a recursive parser.
+  const std::string deep = std::string(200'000, '[') + std::string(200'000, ']');
+  absl::StatusOr<FailureRecord> line = ParseFailureRecord(deep);
+  ASSERT_FALSE(line.ok());
+  EXPECT_THAT(std::string(line.status().message()), ::testing::HasSubstr("nested deeper"));
+  // Inside the payload, given as an escaped string, as AWS documents for S3.
+  const std::string whole = FailureRecordToJson(MakeFailureRecord(
+      Discard(DiscardCondition::kRetryAttemptsExhausted, 3, LastResponse::kFunctionError),
+      Records(), Context(), kDiscardedAt));
+  const size_t payload = whole.find("\"payload\":");
+  ASSERT_NE(payload, std::string::npos);
+  const std::string in_payload =
+      absl::StrCat(whole.substr(0, payload), R"("payload":")", std::string(200'000, '['), R"("})");
+  line = ParseFailureRecord(in_payload);
+  ASSERT_FALSE(line.ok());
+  EXPECT_THAT(std::string(line.status().message()), ::testing::HasSubstr("nested deeper"));
 }
 
 TEST(FailureRecordTest, RoundTrip) {
