@@ -3,34 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <limits>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace runnel::cli {
-
-absl::StatusOr<size_t> ParseByteSize(const std::string& text, std::string_view flag) {
-  size_t digits = 0;
-  while (digits < text.size() && absl::ascii_isdigit(static_cast<unsigned char>(text[digits]))) {
-    ++digits;
-  }
-  uint64_t number = 0;
-  const std::string unit = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text.substr(digits)));
-  int shift = -1;
-  if (unit.empty() || unit == "b") shift = 0;
-  if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
-  if (unit == "m" || unit == "mb" || unit == "mib") shift = 20;
-  if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
-  if (digits == 0 || !absl::SimpleAtoi(text.substr(0, digits), &number) || shift < 0 ||
-      number == 0 || number > (std::numeric_limits<uint64_t>::max() >> shift)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Sv(flag), ": '", text, "' is not a size above 0 like 65536, 64KiB, 1MiB or 2GiB"));
-  }
-  return static_cast<size_t>(number << shift);
-}
 
 void AddLimitOptions(CLI::App& command, LimitOptions* options) {
   command
@@ -44,7 +22,9 @@ void AddLimitOptions(CLI::App& command, LimitOptions* options) {
                   "Bytes of records a subscription may have queued toward a client that has not "
                   "read them (the largest event); past it the shard is not read for that "
                   "subscription until the client drains (e.g. 64KiB, 1MiB)")
-      ->capture_default_str();
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->check(CLI::Range(uint64_t{1}, std::numeric_limits<uint64_t>::max()))
+      ->default_str("1MiB");
   command
       .add_option("--subscription-stall-timeout", options->subscription_stall_timeout,
                   "End a subscription whose client has taken nothing for this long")
@@ -58,8 +38,10 @@ void AddLimitOptions(CLI::App& command, LimitOptions* options) {
   command
       .add_option("--max-pending-request-bytes", options->max_pending_request_bytes,
                   "Kinesis endpoint: request bodies being received, in total over all "
-                  "connections; past it the largest are answered 503 and closed")
-      ->capture_default_str();
+                  "connections; past it the largest are answered 503 and closed (e.g. 256MiB)")
+      ->transform(CLI::AsSizeValue(/*kb_is_1000=*/false))
+      ->check(CLI::Range(uint64_t{1}, std::numeric_limits<uint64_t>::max()))
+      ->default_str("256MiB");
   command
       .add_option("--max-connections", options->max_connections,
                   "Kinesis endpoint: connections open at once; beyond, a new one is answered 503 "
@@ -72,8 +54,7 @@ absl::Status ApplyLimitOptions(const LimitOptions& options, broker::BrokerOption
                                kinesis::KinesisHttpOptions* kinesis) {
   broker->max_subscriptions_per_shard = options.max_subscriptions_per_shard;
   broker->max_waiting_reads_per_shard = options.max_waiting_reads_per_shard;
-  ASSIGN_OR_RETURN(broker->subscription_buffer_bytes,
-                   ParseByteSize(options.subscription_buffer, "--subscription-buffer"));
+  broker->subscription_buffer_bytes = options.subscription_buffer;
   if (!absl::ParseDuration(options.subscription_stall_timeout,
                            &broker->subscription_stall_timeout) ||
       broker->subscription_stall_timeout <= absl::ZeroDuration()) {
@@ -81,8 +62,7 @@ absl::Status ApplyLimitOptions(const LimitOptions& options, broker::BrokerOption
         absl::StrCat("--subscription-stall-timeout: '", options.subscription_stall_timeout,
                      "' is not a positive duration like 30s or 500ms"));
   }
-  ASSIGN_OR_RETURN(kinesis->max_pending_request_bytes,
-                   ParseByteSize(options.max_pending_request_bytes, "--max-pending-request-bytes"));
+  kinesis->max_pending_request_bytes = options.max_pending_request_bytes;
   kinesis->max_connections = options.max_connections;
   return absl::OkStatus();
 }

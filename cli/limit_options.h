@@ -4,6 +4,7 @@
 // being received (in total) and the connections open.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -16,13 +17,14 @@ class App;
 
 namespace runnel::cli {
 
-// The flags' text, parsed by ApplyLimitOptions (sizes like 64, 64KiB, 1MiB; durations like 30s).
+// The flags' values; sizes are parsed by CLI11 (64, 64KiB, 1MiB: KiB and KB both 1024 bytes), the
+// duration by ApplyLimitOptions (30s, 500ms).
 struct LimitOptions {
   int max_subscriptions_per_shard = 64;
-  std::string subscription_buffer = "1MiB";
+  uint64_t subscription_buffer = uint64_t{1} << 20;
   std::string subscription_stall_timeout = "30s";
   int max_waiting_reads_per_shard = 1024;
-  std::string max_pending_request_bytes = "256MiB";
+  uint64_t max_pending_request_bytes = uint64_t{256} << 20;
   int max_connections = 1024;
 };
 
@@ -33,9 +35,5 @@ void AddLimitOptions(CLI::App& command, LimitOptions* options);
 // Sets the limits in `broker` and `kinesis`; INVALID_ARGUMENT naming the flag for a bad value.
 absl::Status ApplyLimitOptions(const LimitOptions& options, broker::BrokerOptions* broker,
                                kinesis::KinesisHttpOptions* kinesis);
-
-// "64" (bytes), "64KiB", "1MiB", "2GiB" (also K, M, G, KB, MB, GB: powers of 1024) -> bytes;
-// INVALID_ARGUMENT naming `flag` otherwise. Zero is refused.
-absl::StatusOr<size_t> ParseByteSize(const std::string& text, std::string_view flag);
 
 }  // namespace runnel::cli
